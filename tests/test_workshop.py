@@ -1,0 +1,61 @@
+"""The workshop runner executes real notebooks in real kernels and writes pages and a summary."""
+import json
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+from helpers.workshop import main, run_workshop
+
+
+def write_notebook(path, *sources):
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source) for source in sources])
+    nbformat.write(notebook, path)
+
+
+@pytest.fixture
+def lessons(tmp_path):
+    "Two small lessons: one that records a result and plots, one that fails."
+    folder = tmp_path / "nbs"
+    folder.mkdir()
+    write_notebook(
+        folder / "good.ipynb",
+        "from helpers.core import record_result\nimport matplotlib.pyplot as plt",
+        "#| net\nraise RuntimeError('network cell should have been skipped')",
+        "plt.plot([0, 1], [1, 0]);\nrecord_result('good', 'error_rate', 0.125)",
+    )
+    write_notebook(folder / "bad.ipynb", "raise ValueError('broken lesson')")
+    return folder
+
+
+def test_summary_pages_and_results(lessons, tmp_path, isolated_cache):
+    output = tmp_path / "build"
+    runs = run_workshop(output=output, lessons=("good", "bad"), nbs=lessons, timeout=120)
+    good, bad = runs
+    assert good.ok and good.results == {"error_rate": 0.125}
+    assert not bad.ok and "broken lesson" in bad.error
+
+    for name in ("good.ipynb", "good.html", "bad.html", "index.html", "summary.md", "summary.json"):
+        assert (output / name).is_file(), name
+    assert "data:image/png;base64" in (output / "good.html").read_text()
+    index = (output / "index.html").read_text()
+    assert "href='good.html'" in index and "error_rate=0.1250" in index
+    assert "synthetic" in json.loads((output / "summary.json").read_text())["data"]
+
+
+def test_missing_data_folder_named(tmp_path, lessons):
+    with pytest.raises(FileNotFoundError, match="no-such-folder"):
+        run_workshop(data=str(tmp_path / "no-such-folder"), output=tmp_path / "build", lessons=("good",), nbs=lessons)
+
+
+def test_command_line_exit_status(lessons, tmp_path, isolated_cache, monkeypatch):
+    monkeypatch.setattr("helpers.workshop.repository_root", lambda: lessons.parent)
+    assert main(["--output", str(tmp_path / "ok"), "--lessons", "good"]) == 0
+    assert main(["--output", str(tmp_path / "bad"), "--lessons", "good", "bad"]) == 1
+
+
+def test_module_runs_as_script(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "helpers.workshop", "--help"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0
+    assert "--data" in result.stdout
