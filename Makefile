@@ -11,7 +11,7 @@ OUTPUT ?= build/workshop
 TEST_CACHE := $(CURDIR)/build/test-cache
 TEST_ENV := COURSE_CACHE=$(TEST_CACHE) TORCH_HOME=$(TEST_CACHE)/torch COURSE_ONLINE= MPLBACKEND=Agg
 
-.PHONY: setup workshop test check-export lab clean
+.PHONY: setup workshop test check-export lab bench clean
 
 setup: $(VENV)/.installed
 
@@ -38,6 +38,14 @@ test: check-export
 	mkdir -p $(TEST_CACHE)
 	$(TEST_ENV) $(BIN)/nbdev-test --n-workers 2
 	$(TEST_ENV) $(BIN)/python -m pytest
+
+# Benchmarks: ratios measured in one run on one machine; docs/benchmarks.md records the results.
+bench: setup
+	mkdir -p build/bench
+	$(BIN)/python bench/course.py --output build/bench/course | tee build/bench/course.json
+	$(BIN)/python bench/imports.py | tee build/bench/imports.json
+	$(BIN)/python bench/throughput.py | tee build/bench/throughput.json
+	if [ -f bench/download.py ]; then $(BIN)/python bench/download.py | tee build/bench/download.json; fi
 
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=nbs
