@@ -1,0 +1,260 @@
+"""Tests of helpers.download against a loopback server that serves real paintings and injects faults."""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from helpers.download import download_images, read_manifest
+from helpers.images import check_image, image_files
+from image_server import SHARED_DATA, ImageServer
+
+pytestmark = pytest.mark.skipif(not (SHARED_DATA / "paintings").is_dir(), reason=f"real test data not found at {SHARED_DATA}")
+
+FAST = dict(timeout=2, max_bytes=4_000_000, retries=2, max_retry_after=5, backoff=0.05, progress=False)
+
+
+@pytest.fixture(autouse=True)
+def course_cache(tmp_path, monkeypatch):
+    "Give every test its own download cache."
+    monkeypatch.setenv("COURSE_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+@pytest.fixture
+def server():
+    with ImageServer() as running:
+        yield running
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def saved_files(dest: Path) -> list[Path]:
+    return sorted(path for path in dest.iterdir() if path.is_file() and not path.name.startswith(".") and path.name != "manifest.csv")
+
+
+def test_download_keeps_only_valid_images(tmp_path, server):
+    dest = tmp_path / "dest"
+    good = server.image_urls(20)
+    copies = [url.replace("/images/", "/copy/") for url in good[:3]]
+    faults = server.fault_urls()
+    summary = download_images(dest, good + copies + list(faults.values()), **FAST)
+
+    originals = {sha256(server.paintings / name) for name in server.images[:20]}
+    png = sha256(server.odd / "transparent.png")
+    files = saved_files(dest)
+    assert {sha256(path) for path in files} == originals | {png}
+    assert len(files) == len(originals) + 1
+    assert all(check_image(path) is None for path in files)
+    assert set(image_files(dest)) == set(files)
+
+    failed = {url.rsplit("/", 1)[1]: reason for url, reason in summary.failed.items()}
+    assert set(failed) == {"404.jpg", "429-long.jpg", "slow.jpg", "truncated.jpg", "html.jpg", "empty.jpg", "bomb.gif",
+                           "redirect-loop.jpg", "huge-declared.jpg", "huge-streamed.jpg", "lfs-pointer.jpg"}
+    assert failed["404.jpg"] == "HTTP 404 Not Found"
+    assert failed["slow.jpg"] == "timed out after 2 s"
+    assert failed["truncated.jpg"].startswith("truncated")
+    assert failed["html.jpg"] == "not an image: HTML page"
+    assert failed["empty.jpg"] == "empty file (0 bytes)"
+    assert failed["bomb.gif"] == "decompression bomb: 4364696535 pixels"
+    assert failed["redirect-loop.jpg"].startswith("too many redirects")
+    assert failed["huge-declared.jpg"].startswith("too large: Content-Length")
+    assert failed["huge-streamed.jpg"] == "too large: over the cap of 4000000 bytes"
+    assert failed["lfs-pointer.jpg"] == "Git-LFS pointer: run git lfs pull"
+    assert "max_retry_after" in failed["429-long.jpg"]
+
+
+def test_extension_comes_from_content(tmp_path, server):
+    dest = tmp_path / "dest"
+    summary = download_images(dest, [server.fault_urls()["png-as-jpg.jpg"]], **FAST)
+    [path] = summary.saved.values()
+    assert path.suffix == ".png"
+    assert path.name == sha256(path)[:16] + ".png"
+
+
+def test_server_names_cannot_escape_dest(tmp_path, server):
+    dest = tmp_path / "dest"
+    urls = [server.fault_urls()["evil-name.jpg"], f"{server.url}/images/../../../../etc/passwd",
+            f"{server.url}/images/%2e%2e/%2e%2e/secret.jpg"]
+    download_images(dest, urls, **FAST)
+    assert not list(tmp_path.rglob("escaped.jpg"))
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["cache", "dest"]
+    assert all(path.parent == dest for path in dest.rglob("*"))
+    assert len(saved_files(dest)) == 1
+
+
+def test_retries_500_then_succeeds(tmp_path, server):
+    summary = download_images(tmp_path / "dest", [server.fault_urls()["500-then-ok.jpg"]], **FAST)
+    assert len(summary.saved) == 1
+    assert server.hits["/fault/500-then-ok.jpg"] == 2
+
+
+def test_retry_after_is_honoured(tmp_path, server):
+    summary = download_images(tmp_path / "dest", [server.fault_urls()["429-then-ok.jpg"]], **FAST)
+    times = [moment for moment, path, _, _ in server.log if path == "/fault/429-then-ok.jpg"]
+    assert len(summary.saved) == 1
+    assert len(times) == 2
+    assert times[1] - times[0] >= 0.9  # the server sent Retry-After: 1
+
+
+def test_long_retry_after_fails_without_waiting(tmp_path, server):
+    summary = download_images(tmp_path / "dest", [server.fault_urls()["429-long.jpg"]], **FAST)
+    [reason] = summary.failed.values()
+    assert "asked to wait 3600 s" in reason
+    assert server.hits["/fault/429-long.jpg"] == 1
+
+
+def test_second_run_downloads_nothing(tmp_path, server):
+    dest = tmp_path / "dest"
+    faults = server.fault_urls()
+    urls = server.image_urls(10) + [faults[name] for name in ["404.jpg", "html.jpg", "truncated.jpg", "bomb.gif"]]
+    first = download_images(dest, urls, **FAST)
+    files_before = saved_files(dest)
+    server.hits.clear()
+
+    second = download_images(dest, urls, **FAST)
+    assert sum(server.hits.values()) == 0
+    assert len(second.saved) == 0
+    assert set(second.present) == set(first.saved)
+    assert set(second.failed_before) == set(first.failed)
+    assert saved_files(dest) == files_before
+
+
+def test_second_run_retries_transient_failures(tmp_path, server):
+    dest = tmp_path / "dest"
+    urls = server.image_urls(3) + [server.fault_urls()["slow.jpg"]]
+    download_images(dest, urls, **FAST)
+    server.hits.clear()
+    again = download_images(dest, urls, **FAST)
+    assert dict(server.hits) == {"/fault/slow.jpg": 1}
+    assert list(again.failed.values()) == ["timed out after 2 s"]
+
+
+def test_missing_file_is_fetched_again(tmp_path, server):
+    dest = tmp_path / "dest"
+    urls = server.image_urls(2)
+    first = download_images(dest, urls, use_cache=False, **FAST)
+    first.saved[urls[0]].unlink()
+    server.hits.clear()
+    again = download_images(dest, urls, use_cache=False, **FAST)
+    assert list(again.saved) == [urls[0]]
+    assert sum(server.hits.values()) == 1
+
+
+def test_cache_serves_an_offline_machine(tmp_path):
+    urls = None
+    with ImageServer() as server:
+        urls = server.image_urls(8)
+        download_images(tmp_path / "online", urls, **FAST)
+    offline = download_images(tmp_path / "offline", urls, **FAST)
+    assert len(offline.saved) == 8
+    assert offline.failed == {}
+    assert {sha256(path) for path in saved_files(tmp_path / "offline")} == {sha256(path) for path in saved_files(tmp_path / "online")}
+
+
+def test_duplicates_are_saved_once(tmp_path, server):
+    dest = tmp_path / "dest"
+    urls = server.image_urls(3)
+    summary = download_images(dest, urls + [url.replace("/images/", "/copy/") for url in urls], **FAST)
+    assert len(summary.saved) == 3
+    assert len(summary.duplicates) == 3
+    assert len(saved_files(dest)) == 3
+
+
+def test_manifest_records_search_credits(tmp_path, server):
+    from helpers.search import ImageResult
+
+    url = server.image_urls(1)[0]
+    record = ImageResult(url, page_url="https://commons.wikimedia.org/wiki/File:X.jpg", title="Water Lilies",
+                         license="Public domain", author="Claude Monet", source="wikimedia")
+    summary = download_images(tmp_path / "dest", [record], **FAST)
+    row = read_manifest(tmp_path / "dest")[url]
+    assert row["status"] == "saved"
+    assert (row["page_url"], row["license"], row["author"], row["title"]) == (
+        "https://commons.wikimedia.org/wiki/File:X.jpg", "Public domain", "Claude Monet", "Water Lilies")
+    assert row["sha256"] == sha256(summary.saved[url])
+    assert row["file"] == summary.saved[url].name
+
+
+def test_manifest_skips_cut_off_row(tmp_path, server):
+    dest = tmp_path / "dest"
+    urls = server.image_urls(2)
+    download_images(dest, urls, **FAST)
+    with open(dest / "manifest.csv", "a") as file:
+        file.write(f"{server.url}/images/cut,saved,abc")
+    assert set(read_manifest(dest)) == set(urls)
+
+
+def test_file_urls_from_folder_search(tmp_path):
+    from helpers.search import search_images
+
+    results = search_images("monet", source="folder", folder=SHARED_DATA / "paintings", max_images=5)
+    summary = download_images(tmp_path / "dest", results, **FAST)
+    assert len(summary.saved) == 5
+    assert {sha256(path) for path in summary.saved.values()} == {
+        sha256(Path(result.content_url.removeprefix("file://"))) for result in results}
+
+
+def test_unsupported_schemes_are_rejected(tmp_path):
+    urls = ["ftp://example.org/a.jpg", "data:image/png;base64,iVBORw0KGgo=", "javascript:alert(1)", "file://other-host/etc/passwd"]
+    summary = download_images(tmp_path / "dest", urls, **FAST)
+    assert summary.failed["ftp://example.org/a.jpg"].startswith("unsupported URL scheme 'ftp'")
+    assert summary.failed["data:image/png;base64,iVBORw0KGgo="].startswith("unsupported URL scheme 'data'")
+    assert summary.failed["file://other-host/etc/passwd"].startswith("file URL names another host")
+    assert saved_files(tmp_path / "dest") == []
+
+
+def test_url_file_works_like_fastai(tmp_path, server):
+    url_file = tmp_path / "urls.txt"
+    url_file.write_text("\n".join(server.image_urls(3)) + "\n\n")
+    summary = download_images(tmp_path / "dest", url_file=url_file, **FAST)
+    assert len(summary.saved) == 3
+
+
+def test_stale_temporary_files_are_removed(tmp_path, server):
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / ".download-0123.part").write_bytes(b"\xff\xd8\xff half a JPEG")
+    download_images(dest, server.image_urls(1), **FAST)
+    assert list(dest.glob(".download-*.part")) == []
+
+
+def test_killed_download_leaves_nothing_partial(tmp_path, server):
+    dest = tmp_path / "dest"
+    urls = server.image_urls(4) + [server.fault_urls()["slow.jpg"]]
+    script = textwrap.dedent(f"""
+        from helpers.download import download_images
+        download_images({str(dest)!r}, {urls!r}, n_workers=2, timeout=600, progress=False)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], env={**os.environ}, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            partial = [path for path in dest.glob(".download-*.part") if path.stat().st_size > 0] if dest.exists() else []
+            if server.hits["/fault/slow.jpg"] and partial and len(saved_files(dest)) == 4:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the slow download never started streaming")
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+    assert process.returncode == -signal.SIGKILL
+    assert list(dest.glob(".download-*.part"))  # the killed run left its temporary file...
+    assert len(saved_files(dest)) == 4  # ...but no partial file under an image name
+    assert all(check_image(path) is None for path in image_files(dest))
+
+    download_images(dest, urls[:4], **FAST)
+    assert list(dest.glob(".download-*.part")) == []
+    assert len(saved_files(dest)) == 4
