@@ -11,7 +11,11 @@ OUTPUT ?= build/workshop
 TEST_CACHE := $(CURDIR)/build/test-cache
 TEST_ENV := COURSE_CACHE=$(TEST_CACHE) TORCH_HOME=$(TEST_CACHE)/torch COURSE_ONLINE= MPLBACKEND=Agg
 
-.PHONY: setup workshop test check-export lab bench clean
+NPM ?= npm
+# apt-get needs root; other users go through sudo.
+APT_GET := $(if $(filter 0,$(shell id -u)),apt-get,sudo apt-get)
+
+.PHONY: setup workshop test check-export lab bench clean slides browser npm-packages browser-tests
 
 setup: $(VENV)/.installed
 
@@ -34,9 +38,36 @@ check-export: setup
 		echo "$$changed"; git --no-pager diff --stat -- helpers nbs; exit 1; \
 	fi
 
-test: check-export
+# reveal.js and MathJax for the offline slide decks, at the versions package-lock.json pins.
+node_modules/.installed: package.json package-lock.json
+	$(NPM) ci --no-audit --no-fund
+	touch $@
+
+# The slide tests need the npm packages; without npm they are skipped, with a reason, instead of failing.
+npm-packages:
+	@if command -v $(NPM) >/dev/null 2>&1; then $(MAKE) --no-print-directory node_modules/.installed; \
+	else echo "npm not found: the slide deck tests will be skipped. Install Node.js and npm to run them."; fi
+
+# Headless Chromium for the browser tests, from Debian's package (about a minute the first time); never a
+# downloaded browser. Without apt-get the browser tests are skipped, with a reason.
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then :; \
+	elif command -v apt-get >/dev/null 2>&1; then \
+		$(APT_GET) update && DEBIAN_FRONTEND=noninteractive $(APT_GET) install -y chromium \
+		|| echo "Installing chromium failed: the browser tests will be skipped."; \
+	else echo "Chromium not found and no apt-get: the browser tests will be skipped. Install Chromium to run them."; fi
+
+# One offline reveal.js deck per lesson in build/slides, from build/workshop's executed lessons when present.
+slides: setup node_modules/.installed
+	$(BIN)/python -m helpers.slides build --output build/slides
+
+browser-tests: setup npm-packages browser
+	$(TEST_ENV) $(BIN)/python -m pytest tests/test_slides.py tests/test_lab.py
+
+test: check-export npm-packages browser
 	mkdir -p $(TEST_CACHE)
-	$(TEST_ENV) $(BIN)/nbdev-test --n-workers 2
+	# Two notebooks run at once on two cores, so each gets one thread; more would oversubscribe the CPU.
+	$(TEST_ENV) OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
 	$(TEST_ENV) $(BIN)/python -m pytest
 
 # Benchmarks: ratios measured in one run on one machine; docs/benchmarks.md records the results.
@@ -47,8 +78,9 @@ bench: setup
 	$(BIN)/python bench/throughput.py | tee build/bench/throughput.json
 	if [ -f bench/download.py ]; then $(BIN)/python bench/download.py | tee build/bench/download.json; fi
 
+# The venv's bin comes first on PATH, so the default "python3" kernel is the venv's Python, with `helpers`.
 lab: setup
-	$(BIN)/jupyter lab --notebook-dir=nbs
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/jupyter lab --notebook-dir=nbs $(if $(filter 0,$(shell id -u)),--allow-root)
 
 clean:
 	rm -rf build
