@@ -64,9 +64,9 @@ slides: setup node_modules/.installed
 browser-tests: setup npm-packages browser
 	$(TEST_ENV) $(BIN)/python -m pytest tests/test_slides.py tests/test_lab.py
 
+# nbdev-test runs two notebooks at once on two cores, so each gets one thread; more would oversubscribe the CPU.
 test: check-export npm-packages browser
 	mkdir -p $(TEST_CACHE)
-	# Two notebooks run at once on two cores, so each gets one thread; more would oversubscribe the CPU.
 	$(TEST_ENV) OMP_NUM_THREADS=1 $(BIN)/nbdev-test --n-workers 2
 	$(TEST_ENV) $(BIN)/python -m pytest
 

@@ -285,7 +285,8 @@ def test_split_matches_datablock_split():
     report = check_dataset(PAINTINGS, seed=7, raise_on_error=False, progress=False)
     block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=get_image_files,
                       splitter=RandomSplitter(valid_pct=0.2, seed=7), get_y=parent_label)
-    datasets = block.datasets(PAINTINGS)
+    # check_dataset resolves its folder, so give fastai the same resolved path (../shared may be a link).
+    datasets = block.datasets(PAINTINGS.resolve())
 
     assert list(report.valid_files) == list(datasets.valid.items)
     assert list(report.train_files) == list(datasets.train.items)
