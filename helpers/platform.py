@@ -183,7 +183,7 @@ def add_platform_cells(
 # %% ../nbs/api/platform.ipynb #b019bb6b
 def main(argv: list[str] | None = None) -> int:
     "Add the set-up cell and header links to lesson notebooks from the command line, and return the exit status."
-    from helpers.workshop import LESSONS
+    from helpers.workshop import lesson_notebooks
 
     parser = argparse.ArgumentParser(prog="python -m helpers.platform",
                                      description="Insert or update the Colab and Kaggle set-up cell and header links of lessons.")
@@ -192,10 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--branch", default="main", help="the branch the links open (default: main)")
     arguments = parser.parse_args(argv)
 
-    notebooks = [Path(name) for name in arguments.notebooks] or [repository_root() / "nbs" / f"{name}.ipynb" for name in LESSONS]
-    missing = [str(path) for path in notebooks if not path.is_file()]
-    if missing:
-        print(f"Notebooks not found: {', '.join(missing)}", file=sys.stderr)
+    try:
+        notebooks = lesson_notebooks(arguments.notebooks)
+    except FileNotFoundError as error:
+        print(error, file=sys.stderr)
         return 2
     for path in notebooks:
         changed = add_platform_cells(path, arguments.repository, arguments.branch)

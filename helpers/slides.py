@@ -306,7 +306,7 @@ def build_slides(
 # %% ../nbs/api/slides.ipynb #cbf2e929
 def main(argv: list[str] | None = None) -> int:
     "Mark lessons as slides or build the offline decks from the command line, and return the exit status."
-    from helpers.workshop import LESSONS
+    from helpers.workshop import LESSONS, lesson_notebooks
 
     parser = argparse.ArgumentParser(prog="python -m helpers.slides", description="Present the lessons as slides.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -322,10 +322,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
     if arguments.command == "mark":
-        notebooks = [Path(name) for name in arguments.notebooks] or [repository_root() / "nbs" / f"{name}.ipynb" for name in LESSONS]
-        missing = [str(path) for path in notebooks if not path.is_file()]
-        if missing:
-            print(f"Notebooks not found: {', '.join(missing)}", file=sys.stderr)
+        try:
+            notebooks = lesson_notebooks(arguments.notebooks)
+        except FileNotFoundError as error:
+            print(error, file=sys.stderr)
             return 2
         for path in notebooks:
             print(f"{path}: {add_slide_metadata(path, arguments.overwrite)} cells given a slide type")

@@ -4,9 +4,8 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections import Counter
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -15,11 +14,12 @@ from helpers.images import image_files
 from helpers.prepare import LESSON_NEEDS, check_readiness, lesson_imports, main
 from helpers.workshop import LESSONS
 from image_server import ImageServer
+from loopback import LoopbackServer
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
 
-class FileServer:
+class FileServer(LoopbackServer):
     "Serve the files of a folder on 127.0.0.1 and count the requests per path; use it as a context manager."
 
     def __init__(self, folder: Path):
@@ -34,16 +34,7 @@ class FileServer:
             def log_message(self, *args):
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(folder)))
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
-
-    def __enter__(self):
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exception):
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(functools.partial(Handler, directory=str(folder)))
 
 
 def test_prepare_fetches_from_local_servers(isolated_cache, shared_data, monkeypatch, capsys):

@@ -2,11 +2,10 @@
 import hashlib
 import io
 import socket
-import threading
 import urllib.error
 import urllib.request
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 import torch
@@ -14,6 +13,7 @@ import torchvision
 
 from helpers.weights import (MIRROR_ENV, WeightsDownloadError, download_weights, find_pretrained_weights,
                              hub_checkpoint_path)
+from loopback import LoopbackServer
 
 TORCHVISION_BASE = "https://download.pytorch.org/models"
 
@@ -26,7 +26,7 @@ def no_network(monkeypatch):
     monkeypatch.setattr(urllib.request, "urlopen", refuse)
 
 
-class CheckpointServer:
+class CheckpointServer(LoopbackServer):
     "A loopback HTTP server that answers GET /models/NAME with the bytes in `files`, and counts requests."
 
     def __init__(self):
@@ -53,16 +53,8 @@ class CheckpointServer:
             def log_message(self, *args):
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.mirror = f"http://127.0.0.1:{self._server.server_address[1]}/models"
-
-    def __enter__(self):
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *exception):
-        self._server.shutdown()
-        self._server.server_close()
+        super().__init__(Handler)
+        self.mirror = f"{self.url}/models"
 
 
 @pytest.fixture
