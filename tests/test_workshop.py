@@ -33,14 +33,17 @@ def test_summary_pages_and_results(lessons, tmp_path, isolated_cache):
     output = tmp_path / "build"
     runs = run_workshop(output=output, lessons=("good", "bad"), nbs=lessons, timeout=120)
     good, bad = runs
-    assert good.ok and good.results == {"error_rate": 0.125}
-    assert not bad.ok and "broken lesson" in bad.error
+    assert good.ok
+    assert good.results == {"error_rate": 0.125}
+    assert not bad.ok
+    assert "broken lesson" in bad.error
 
     for name in ("good.ipynb", "good.html", "bad.html", "index.html", "summary.md", "summary.json"):
         assert (output / name).is_file(), name
     assert "data:image/png;base64" in (output / "good.html").read_text()
     index = (output / "index.html").read_text()
-    assert "href='good.html'" in index and "error_rate=0.1250" in index
+    assert "href='good.html'" in index
+    assert "error_rate=0.1250" in index
     assert "synthetic" in json.loads((output / "summary.json").read_text())["data"]
 
 
