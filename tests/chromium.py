@@ -40,6 +40,16 @@ def find_chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def stop_process(process: subprocess.Popen, timeout: float) -> None:
+    "Terminate `process`, and kill it when it has not exited within `timeout` seconds."
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 class Chromium:
     "A headless Chromium with a temporary profile; use it as a context manager."
 
@@ -73,12 +83,7 @@ class Chromium:
 
     def __exit__(self, *exception):
         if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process, timeout=10)
         shutil.rmtree(self.profile, ignore_errors=True)
 
     def open(self, url: str, timeout: float = 60) -> "Page":

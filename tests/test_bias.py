@@ -2,7 +2,6 @@
 import io
 import shutil
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,8 +14,8 @@ from helpers.bias import (DOMAIN_SHIFTS, class_indices, confidence_threshold_tab
                           simulate_feedback_loop, small_cnn, to_greyscale)
 from helpers.images import open_image_rgb
 from helpers.sample_data import make_sample_paintings
+from conftest import SHARED_DATA
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PAINTINGS = SHARED_DATA / "paintings"
 needs_real_data = pytest.mark.skipif(not PAINTINGS.is_dir(), reason=f"real test data not found at {SHARED_DATA}")
 

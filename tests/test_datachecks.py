@@ -13,7 +13,6 @@ import torch
 from fastai.data.block import CategoryBlock, DataBlock
 from fastai.data.transforms import FuncSplitter, RandomSplitter, get_image_files, parent_label
 from fastai.vision.augment import Resize, ResizeMethod
-from fastai.vision.core import PILImage
 from fastai.vision.data import ImageBlock
 from PIL import Image
 
@@ -26,8 +25,8 @@ from helpers.datachecks import (
     near_duplicate_pairs,
 )
 from helpers.images import image_files, open_image_rgb
+from conftest import SHARED_DATA
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PAINTINGS = SHARED_DATA / "paintings"
 TURNER = SHARED_DATA / "other_paintings" / "turner"
 ODD = SHARED_DATA / "odd_images"

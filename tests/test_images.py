@@ -17,8 +17,8 @@ from helpers.images import (
     open_image_rgb,
     verify_images,
 )
+from conftest import SHARED_DATA
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ODD = SHARED_DATA / "odd_images"
 PAINTINGS = SHARED_DATA / "paintings"
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import helpers
-from chromium import Chromium, find_chromium
+from chromium import Chromium, find_chromium, stop_process
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 SCREENSHOT = REPOSITORY / "build" / "test-artifacts" / "lab" / "widget-slider.png"
@@ -103,12 +103,7 @@ class JupyterLab:
             urllib.request.urlopen(request, timeout=10).close()
             self.process.wait(timeout=30)
         except (urllib.error.URLError, ConnectionError, TimeoutError, subprocess.TimeoutExpired):
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+            stop_process(self.process, timeout=15)
 
 
 def test_lab_runs_widget_from_keyboard(tmp_path):

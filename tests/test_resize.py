@@ -15,8 +15,8 @@ from PIL import Image
 import helpers.resize as resize
 from helpers.images import open_image_rgb
 from helpers.resize import ALL_METHODS, ResizeExplorer, resize_explorer, resize_transforms, show_resize_comparison
+from conftest import SHARED_DATA
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PAINTINGS = SHARED_DATA / "paintings"
 ODD = SHARED_DATA / "odd_images"
 
