@@ -3,8 +3,8 @@
 Run: .venv/bin/python bench/course.py [--output build/bench/course]
 The floor is the summed wall time of five `python -c "import fastai.vision.all"` runs, one per
 lesson, measured in the same session. The course is `python -m helpers.workshop` on the
-synthetic sample, in a child process; its peak resident memory is the largest of that process
-and the kernels it starts (getrusage of waited-for children).
+synthetic sample, in a child process. Its peak resident memory is the largest of that process
+and the kernels it starts, as getrusage reports for waited-for children.
 """
 import argparse
 import json

@@ -1,4 +1,4 @@
-"""Find pretrained ImageNet weights in the torch hub cache, download them only when asked, and say plainly what happened.
+"""Find pretrained ImageNet weights in the torch hub cache, download them only when asked, and report in one sentence what happened.
 
 Docs: https://painting-course.github.io/painting-course/api/weights.html.md"""
 
