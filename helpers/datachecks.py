@@ -7,7 +7,6 @@ Docs: https://painting-course.github.io/painting-course/api/datachecks.html.md""
 # %% ../nbs/api/datachecks.ipynb #3b39053a
 from __future__ import annotations
 
-import io
 import logging
 import os
 from collections import Counter
@@ -18,67 +17,28 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-import torch
-from fastai.data.block import TransformBlock
-from fastai.data.transforms import IntToFloatTensor, RandomSplitter, get_image_files, parent_label
-from fastai.vision.core import PILImage
 from fastcore.foundation import L
 from fastprogress.fastprogress import progress_bar
-from PIL import Image, ImageOps
+from PIL import Image
 
-from .images import check_image, image_files, open_image_rgb
+from .images import _ALPHA_MODES, check_image, image_files, open_image_rgb
 
 logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['logger', 'WHITE', 'ERROR', 'WARNING', 'INFO', 'RobustPILImage', 'RobustImageBlock', 'Finding', 'NearDuplicate',
-           'DataCheckReport', 'DatasetError', 'difference_hash', 'near_duplicate_pairs', 'check_dataset']
+__all__ = ['logger', 'ERROR', 'WARNING', 'INFO', 'Finding', 'NearDuplicate', 'DataCheckReport', 'DatasetError', 'difference_hash',
+           'near_duplicate_pairs', 'check_dataset']
 
-# %% ../nbs/api/datachecks.ipynb #7753b8be
-WHITE = (255, 255, 255)
-_ALPHA_MODES = {"RGBA", "RGBa", "LA", "La", "PA"}
+# %% ../nbs/api/datachecks.ipynb #9b7e41d6
+# _in_memory_to_rgb is private, but learners exported with RobustImageBlock refer to it by module and name.
+_MOVED_TO_IMAGE_BLOCK = {"WHITE", "RobustPILImage", "RobustImageBlock", "_in_memory_to_rgb"}
 
-def _in_memory_to_rgb(image: Image.Image, background: tuple[int, int, int]) -> Image.Image:
-    "Turn an already opened Pillow image upright and into 8-bit RGB, with transparency composited onto `background`."
-    image = ImageOps.exif_transpose(image)
-    if image.mode == "RGB":
-        return image
-    if image.mode in _ALPHA_MODES or "transparency" in image.info:
-        base = Image.new("RGBA", image.size, (*background, 255))
-        return Image.alpha_composite(base, image.convert("RGBA")).convert("RGB")
-    # NOTE: a 16-bit image passed in memory is clipped here. Files go through open_image_rgb, which rescales them.
-    return image.convert("RGB")
-
-
-class RobustPILImage(PILImage):
-    "A fastai `PILImage` decoded by `open_image_rgb`: upright, first frame only, 8-bit RGB, transparency on a plain background."
-
-    @classmethod
-    def create(
-        cls,
-        fn,  # a path, the bytes of a file, a Pillow image, an array or a tensor
-        background: tuple[int, int, int] = WHITE,  # RGB colour shown through transparent pixels
-        **kwargs,  # passed on to fastai's `PILImage.create` for arrays and tensors
-    ):
-        "Open `fn` as an upright 8-bit RGB image."
-        if isinstance(fn, (str, os.PathLike)):
-            return cls(open_image_rgb(fn, background=background))
-        if isinstance(fn, bytes):
-            return cls(open_image_rgb(io.BytesIO(fn), background=background))
-        if isinstance(fn, Image.Image):
-            return cls(_in_memory_to_rgb(fn, background))
-        return super().create(fn, **kwargs)
-
-
-def RobustImageBlock(
-    background: tuple[int, int, int] = WHITE,  # RGB colour shown through transparent pixels
-) -> TransformBlock:
-    "Return an image block like fastai's `ImageBlock` that opens files with `open_image_rgb`."
-    background = tuple(background)
-    if len(background) != 3 or not all(isinstance(value, int) and 0 <= value <= 255 for value in background):
-        raise ValueError(f"background must be three integers from 0 to 255, such as (255, 255, 255); got {background!r}.")
-    create = RobustPILImage.create if background == WHITE else partial(RobustPILImage.create, background=background)
-    return TransformBlock(type_tfms=create, batch_tfms=IntToFloatTensor)
+def __getattr__(name: str):
+    "Import a name that moved to `helpers.image_block` when it is first accessed here."
+    if name in _MOVED_TO_IMAGE_BLOCK:
+        from helpers import image_block
+        return getattr(image_block, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # %% ../nbs/api/datachecks.ipynb #edb03d5f
 _MAX_LISTED = 10
@@ -249,6 +209,9 @@ def _check_layout(path: Path, items: list) -> list[Finding]:
 # %% ../nbs/api/datachecks.ipynb #a0cf475f
 def _split(items: list, valid_pct: float, seed: int) -> tuple[list[int], list[int]]:
     "Return the training and validation indices that `RandomSplitter(valid_pct, seed)` gives `items`."
+    import torch
+    from fastai.data.transforms import RandomSplitter
+
     with torch.random.fork_rng(devices=[]):
         train, valid = RandomSplitter(valid_pct=valid_pct, seed=seed)(items)
     return [int(index) for index in train], [int(index) for index in valid]
@@ -401,7 +364,7 @@ def _check_conversions(path: Path, items: list, facts: list[_ImageFacts]) -> lis
         reasons = "; ".join(_WRONG_WITH_IMAGEBLOCK[kind] for kind in _WRONG_WITH_IMAGEBLOCK if kind in kinds)
         findings.append(Finding(WARNING, "image_conversion",
             f"Found {_count(len(wrong_lines), 'image')} that fastai's ImageBlock would read wrongly: {reasons}. Use "
-            "RobustImageBlock() from helpers.datachecks in place of ImageBlock:" + _listing(wrong_lines), tuple(wrong_files)))
+            "RobustImageBlock() from helpers.image_block in place of ImageBlock:" + _listing(wrong_lines), tuple(wrong_files)))
     if fine_lines:
         findings.append(Finding(INFO, "image_modes",
             f"Found {_count(len(fine_lines), 'image')} in a mode other than 8-bit RGB. Both ImageBlock and RobustImageBlock "
@@ -511,6 +474,8 @@ def check_dataset(
     progress: bool = True,  # show a fastprogress bar while decoding
 ) -> DataCheckReport:
     "Check an image folder for what would break or mislead training with `get_image_files`, `parent_label` and `RandomSplitter`."
+    from fastai.data.transforms import get_image_files, parent_label
+
     if not 0 < valid_pct < 1:
         raise ValueError(f"valid_pct must be between 0 and 1, such as 0.2; got {valid_pct!r}.")
     if not isinstance(bs, int) or bs < 1:

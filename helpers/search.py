@@ -558,24 +558,88 @@ def search_images_bing(
     if order == "key first" or (order == "by name" and looks_like_key(key) and not is_serpapi_key):
         source = "serpapi" if is_serpapi_key else "bing"
         return search_images(term, source=source, max_images=max_images, key=key, endpoint=endpoint, use_cache=use_cache)
-    if _fastai_search_images_bing is None:
+    fastai_search_images_bing = _fastai_original()
+    if fastai_search_images_bing is None:
         return search_images(term, source="serpapi", max_images=max_images, key=key, endpoint=endpoint, use_cache=use_cache)
-    return _fastai_search_images_bing(term, key=key, max_images=max_images)
+    return fastai_search_images_bing(term, key=key, max_images=max_images)
 
 # %% ../nbs/api/search.ipynb #51425df1
-def _install_in_fastai():
-    "Put `search_images_bing` into fastai's vision modules and return fastai's own function, or None without fastai."
-    try:
-        import fastai.vision.utils as fastai_utils
-    except ImportError:
-        return None
-    original = fastai_utils.search_images_bing
+_FASTAI_UTILS = "fastai.vision.utils"
+
+def _install_in_fastai(fastai_utils):
+    "Put `search_images_bing` into the loaded `fastai_utils` module, and into `fastai.vision.all` when loaded, keeping fastai's function as `fastai_original`."
+    installed = fastai_utils.search_images_bing
     # A reloaded helpers.search finds its earlier copy installed; keep fastai's function from that copy.
-    original = getattr(original, "fastai_original", original)
-    search_images_bing.fastai_original = original
+    search_images_bing.fastai_original = getattr(installed, "fastai_original", installed)
     fastai_utils.search_images_bing = search_images_bing
     if "fastai.vision.all" in sys.modules:
         sys.modules["fastai.vision.all"].search_images_bing = search_images_bing
-    return original
 
-_fastai_search_images_bing = _install_in_fastai()
+
+class _InstallingLoader:
+    "A loader that runs `fastai.vision.utils` with fastai's loader, then installs `search_images_bing` in it."
+
+    def __init__(self, loader, hook):
+        self.loader, self.hook = loader, hook
+
+    def __getattr__(self, name):
+        # get_source, get_resource_reader and the rest come from fastai's loader, for tracebacks and tools.
+        return getattr(self.loader, name)
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        # If fastai fails to import, the exception propagates and the hook stays for a later try.
+        self.loader.exec_module(module)
+        # A module made by importlib.util.module_from_spec is not the one that imports get; wait for that one.
+        if sys.modules.get(_FASTAI_UTILS) is module:
+            _install_in_fastai(module)
+            self.hook.remove()
+
+
+class _FastaiUtilsHook:
+    "A `sys.meta_path` finder that hands `fastai.vision.utils` to `_InstallingLoader`, once."
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != _FASTAI_UTILS:
+            return None
+        for finder in list(sys.meta_path):
+            if finder is self or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if hasattr(spec.loader, "exec_module"):
+            spec.loader = _InstallingLoader(spec.loader, self)
+        return spec
+
+    def remove(self):
+        if self in sys.meta_path:
+            sys.meta_path.remove(self)
+
+
+def _is_hook(finder) -> bool:
+    "True for a `_FastaiUtilsHook`, also one made by an earlier load of this module, whose class is another object."
+    return type(finder).__module__ == __name__ and type(finder).__qualname__ == "_FastaiUtilsHook"
+
+
+def _fastai_original():
+    "Return fastai's own `search_images_bing`, importing `fastai.vision.utils` if nothing has yet, or None without fastai."
+    if not hasattr(search_images_bing, "fastai_original"):
+        try:
+            import fastai.vision.utils as fastai_utils  # runs the hook, which sets fastai_original
+        except ImportError:
+            return None
+        if not hasattr(search_images_bing, "fastai_original"):  # the hook did not run, e.g. other code removed it
+            _install_in_fastai(fastai_utils)
+    return search_images_bing.fastai_original
+
+
+sys.meta_path[:] = [finder for finder in sys.meta_path if not _is_hook(finder)]
+if sys.modules.get(_FASTAI_UTILS) is not None:
+    _install_in_fastai(sys.modules[_FASTAI_UTILS])
+else:
+    sys.meta_path.insert(0, _FastaiUtilsHook())

@@ -3,7 +3,6 @@
 Each test copies the files it needs into tmp_path, except those that only read the paintings folder.
 """
 
-import pickle
 import shutil
 from pathlib import Path
 
@@ -11,20 +10,17 @@ import numpy as np
 import pytest
 import torch
 from fastai.data.block import CategoryBlock, DataBlock
-from fastai.data.transforms import FuncSplitter, RandomSplitter, get_image_files, parent_label
-from fastai.vision.augment import Resize, ResizeMethod
+from fastai.data.transforms import RandomSplitter, get_image_files, parent_label
+from fastai.vision.augment import Resize
 from fastai.vision.data import ImageBlock
-from PIL import Image
 
 from helpers.datachecks import (
     DatasetError,
-    RobustImageBlock,
-    RobustPILImage,
     check_dataset,
     difference_hash,
     near_duplicate_pairs,
 )
-from helpers.images import image_files, open_image_rgb
+from helpers.images import open_image_rgb
 from conftest import SHARED_DATA
 
 PAINTINGS = SHARED_DATA / "paintings"
@@ -357,7 +353,7 @@ def test_odd_modes_reported(tmp_path):
         f"Found {len(needs_robust_loading)} images that fastai's ImageBlock would read wrongly: fastai's ImageBlock "
         "clips 16-bit values at 255, which often makes the image all white; fastai's ImageBlock ignores the EXIF "
         "orientation, so the image is shown rotated or mirrored; fastai's ImageBlock drops transparency, so "
-        "transparent pixels show whatever colour the file stores. Use RobustImageBlock() from helpers.datachecks in "
+        "transparent pixels show whatever colour the file stores. Use RobustImageBlock() from helpers.image_block in "
         "place of ImageBlock:")
     note = only(report, "image_modes")
     assert note.severity == "info"
@@ -388,97 +384,6 @@ def test_skipped_extension_reported(tmp_path, monkeypatch):
     assert finding.message == (
         "get_image_files skips 1 image file, because Python's mimetypes on this machine does not list their extensions "
         "(.webp). They will not be used for training. Convert them to JPEG or PNG to include them:\n    vangogh/hopper.webp")
-
-
-# The robust image block
-
-def decodable_odd_images(dest: Path) -> Path:
-    "Copy the odd images that decode into dest/odd/ and return that folder."
-    folder = dest / "odd"
-    folder.mkdir(parents=True)
-    for name in [*NEEDS_ROBUST_LOADING, *CONVERTED_BY_BOTH, "hopper.tif", "app13-multiple.jpg", "junk_jpeg_header.jpg"]:
-        shutil.copy(ODD / name, folder / name)
-    return folder
-
-
-def odd_batch(folder: Path, image_block) -> dict[str, torch.Tensor]:
-    "Build real DataLoaders over every image in `folder` and return each image of the one batch by file name."
-    block = DataBlock(blocks=(image_block,), get_items=image_files, splitter=FuncSplitter(lambda path: False),
-                      item_tfms=Resize(64, method=ResizeMethod.Squish))
-    files = image_files(folder)
-    dls = block.dataloaders(folder, bs=len(files), shuffle=False, drop_last=False, num_workers=0)
-    (images,) = dls.train.one_batch()
-    assert images.shape == (len(files), 3, 64, 64)
-    return {Path(item).name: image for item, image in zip(dls.train_ds.items, images)}
-
-
-@pytest.mark.skipif(not ODD.is_dir(), reason=f"odd images not found at {ODD}")
-def test_odd_images_collate_robust_block(tmp_path):
-    magenta = (255, 0, 255)
-    robust = odd_batch(decodable_odd_images(tmp_path), RobustImageBlock(background=magenta))
-    plain = odd_batch(tmp_path / "odd", ImageBlock())
-
-    # 16-bit greyscale keeps its contrast instead of turning white.
-    sixteen_bit = robust["16bit.cropped.tif"]
-    assert sixteen_bit.min() < 0.1
-    assert sixteen_bit.max() > 0.9
-    assert plain["16bit.cropped.tif"].min() == 1.0
-
-    # The EXIF rotation is applied: the rotated file now matches hopper.tif, the same picture stored upright.
-    assert (robust["hopper_orientation_6.jpg"] - robust["hopper.tif"]).abs().mean() < 0.05
-    assert (plain["hopper_orientation_6.jpg"] - plain["hopper.tif"]).abs().mean() > 0.15
-
-    # transparent.png is fully transparent in its first 10 of 200 columns. After resizing to 64, the first 2
-    # columns are averaged from those alone.
-    alpha = np.asarray(Image.open(ODD / "transparent.png"))[:, :, 3]
-    assert (alpha[:, :10] == 0).all()
-    edge = robust["transparent.png"][:, :, :2]
-    expected = torch.tensor(magenta, dtype=torch.float32).div(255).view(3, 1, 1)
-    assert torch.allclose(edge, expected.expand_as(edge), atol=1 / 255)
-    assert not torch.allclose(plain["transparent.png"][:, :, :2], expected.expand_as(edge), atol=0.1)
-
-    for name, image in robust.items():
-        assert image.min() >= 0, name
-        assert image.max() <= 1, name
-
-
-def test_robust_image_accepts_other_inputs():
-    file = sorted((PAINTINGS / "monet").glob("*.jpg"))[0]
-    from_path = np.asarray(RobustPILImage.create(file))
-
-    assert np.array_equal(np.asarray(RobustPILImage.create(file.read_bytes())), from_path)
-    assert np.array_equal(np.asarray(RobustPILImage.create(str(file))), from_path)
-    assert np.array_equal(np.asarray(RobustPILImage.create(from_path)), from_path)
-    rgba = Image.new("RGBA", (4, 4), (10, 20, 30, 0))
-    assert RobustPILImage.create(rgba, background=(1, 2, 3)).getpixel((0, 0)) == (1, 2, 3)
-    assert isinstance(RobustPILImage.create(rgba), RobustPILImage)
-
-
-def test_robust_block_rejects_bad_background():
-    with pytest.raises(ValueError, match=r"background must be three integers from 0 to 255.*got \(255, 255\)"):
-        RobustImageBlock(background=(255, 255))
-    with pytest.raises(ValueError, match="got \\(0, 0, 300\\)"):
-        RobustImageBlock(background=(0, 0, 300))
-
-
-def test_robust_block_learner_round_trip(tmp_path):
-    from fastai.learner import Learner, load_learner
-    from fastai.layers import SimpleCNN
-    from fastai.losses import CrossEntropyLossFlat
-
-    data = copy_paintings(tmp_path / "data", {"monet": 6, "vangogh": 6})
-    block = DataBlock(blocks=(RobustImageBlock(background=(0, 0, 255)), CategoryBlock), get_items=get_image_files,
-                      splitter=RandomSplitter(valid_pct=0.2, seed=42), get_y=parent_label, item_tfms=Resize(32))
-    dls = block.dataloaders(data, bs=4, num_workers=0)
-    learn = Learner(dls, SimpleCNN([3, 8, 2]), loss_func=CrossEntropyLossFlat(), path=tmp_path)
-    learn.export(tmp_path / "learner.pkl")
-
-    reloaded = load_learner(tmp_path / "learner.pkl")
-    label, _, probabilities = reloaded.predict(ODD / "transparent.png")
-
-    assert label in {"monet", "vangogh"}
-    assert probabilities.shape == (2,)
-    assert pickle.loads(pickle.dumps(RobustImageBlock(background=(0, 0, 255)).type_tfms))
 
 
 # Near-duplicates

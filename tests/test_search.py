@@ -351,3 +351,111 @@ def test_import_order_keeps_seed_call(order, server, tmp_path):
     finished = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True, text=True, timeout=300)
     assert finished.returncode == 0, finished.stderr
     assert finished.stdout.split() == ["7", "7", "bing"]
+
+
+def run_fresh_python(script: str) -> list[str]:
+    "Run `script` in a new interpreter and return the lines it prints."
+    finished = subprocess.run([sys.executable, "-c", textwrap.dedent(script)], capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr
+    return finished.stdout.splitlines()
+
+
+# An expression for the scripts below: the number of hooks that helpers.search has on sys.meta_path
+# while it waits for fastai.vision.utils to be imported.
+COUNT_HOOKS = "sum(type(finder).__name__ == '_FastaiUtilsHook' for finder in sys.meta_path)"
+
+
+def test_import_leaves_fastai_unloaded():
+    lines = run_fresh_python(f"""
+        import sys
+        import helpers.search
+        print('fastai' in sys.modules, 'torch' in sys.modules, {COUNT_HOOKS})
+        from fastai.vision.all import *
+        import fastai.vision.utils
+        print(search_images_bing.__module__, fastai.vision.utils.search_images_bing is search_images_bing)
+        print(search_images_bing.fastai_original.__module__, {COUNT_HOOKS})
+    """)
+    assert lines[0] == "False False 1"
+    assert lines[1] == "helpers.search True"
+    assert lines[2] == "fastai.vision.utils 0"
+
+
+def test_import_after_fastai_installs_at_once():
+    lines = run_fresh_python(f"""
+        import sys
+        from fastai.vision.all import *
+        print(search_images_bing.__module__)
+        import helpers.search
+        from fastai.vision.all import *
+        import fastai.vision.utils
+        print(search_images_bing.__module__, fastai.vision.utils.search_images_bing is search_images_bing)
+        print(search_images_bing.fastai_original.__module__, {COUNT_HOOKS})
+    """)
+    assert lines[0] == "fastai.vision.utils"
+    assert lines[1] == "helpers.search True"
+    assert lines[2] == "fastai.vision.utils 0"
+
+
+def test_fastai_call_imports_fastai_when_needed():
+    lines = run_fresh_python("""
+        import sys
+        from helpers.search import search_images_bing
+        print('fastai' in sys.modules)
+        try:
+            search_images_bing("claude monet")
+        except ValueError as error:
+            print(error)
+        print(sys.modules['fastai.vision.utils'].search_images_bing is search_images_bing)
+    """)
+    assert lines[0] == "False"
+    assert "SerpApi key needed" in lines[1]  # fastai's own message, so fastai's function ran
+    assert lines[2] == "True"
+
+
+def test_fastai_call_without_fastai_uses_serpapi():
+    lines = run_fresh_python(f"""
+        import sys
+        sys.modules['fastai'] = None  # what an environment without fastai looks like to `import`
+        from helpers.search import search_images_bing
+        try:
+            search_images_bing("claude monet")
+        except ValueError as error:
+            print(error)
+        print({COUNT_HOOKS}, hasattr(search_images_bing, 'fastai_original'))
+    """)
+    assert lines[0].startswith("source='serpapi' needs a SerpApi key")
+    assert lines[1] == "1 False"
+
+
+def test_reload_keeps_one_hook():
+    lines = run_fresh_python(f"""
+        import importlib, sys
+        import helpers.search
+        importlib.reload(helpers.search)
+        importlib.reload(helpers.search)
+        print({COUNT_HOOKS})
+        import fastai.vision.utils
+        course = helpers.search.search_images_bing
+        print(fastai.vision.utils.search_images_bing is course, course.fastai_original.__module__, {COUNT_HOOKS})
+        importlib.reload(helpers.search)
+        course = helpers.search.search_images_bing
+        print(fastai.vision.utils.search_images_bing is course, course.fastai_original.__module__, {COUNT_HOOKS})
+    """)
+    assert lines[0] == "1"
+    assert lines[1] == "True fastai.vision.utils 0"
+    assert lines[2] == "True fastai.vision.utils 0"
+
+
+def test_fastai_reload_restores_fastai_function():
+    lines = run_fresh_python("""
+        import importlib, sys
+        from helpers.search import search_images_bing
+        import fastai.vision.all
+        import fastai.vision.utils
+        fastai_function = search_images_bing.fastai_original
+        importlib.reload(fastai.vision.utils)
+        print(fastai.vision.utils.search_images_bing.__module__, type(fastai.vision.utils.__loader__).__name__)
+        print(fastai.vision.all.search_images_bing is search_images_bing, search_images_bing.fastai_original is fastai_function)
+    """)
+    assert lines[0] == "fastai.vision.utils SourceFileLoader"
+    assert lines[1] == "True True"
