@@ -7,12 +7,15 @@ Docs: https://painting-course.github.io/painting-course/api/download.html.md"""
 # %% ../nbs/api/download.ipynb #16d52251
 from __future__ import annotations
 
+import contextlib
 import csv
 import email.utils
 import hashlib
 import io
+import itertools
 import logging
 import os
+import queue
 import random
 import shutil
 import threading
@@ -21,10 +24,11 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 import requests
 import urllib3
@@ -33,7 +37,7 @@ from fastprogress.fastprogress import progress_bar
 
 from . import __version__
 from .core import cache_dir
-from .images import IMAGE_EXTENSIONS, _check_image
+from .images import IMAGE_EXTENSIONS, _check_open_file
 
 logger = logging.getLogger(__name__)
 
@@ -100,25 +104,34 @@ def _session() -> requests.Session:
         session = requests.Session()
         session.headers["User-Agent"] = USER_AGENT
         session.max_redirects = 5
+        # With trust_env on, requests reads every environment variable on every request, to look for proxies;
+        # with many threads that cost more CPU than decoding the images. The environment is read here once
+        # instead: the proxies (applied per URL in `_proxies_for`) and the CA bundle. Only ~/.netrc is not used.
+        session.trust_env = False
+        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         _thread_state.session = session
+        _thread_state.proxies = urllib.request.getproxies()
     return session
 
-# %% ../nbs/api/download.ipynb #db7dbcf6
-def _stream_to_file(chunks, temporary: Path, limits: _Limits, deadline: float) -> tuple[str, int]:
-    "Write byte chunks to `temporary` within the size cap and deadline, returning (sha256, size)."
-    digest, size = hashlib.sha256(), 0
-    with open(temporary, "wb") as file:
-        for chunk in chunks:
-            size += len(chunk)
-            if size > limits.max_bytes:
-                raise FetchError(f"too large: over the cap of {limits.max_bytes} bytes")
-            if time.monotonic() > deadline:
-                raise FetchError(f"timed out after {limits.timeout:g} s", transient=True)
-            digest.update(chunk)
-            file.write(chunk)
-    return digest.hexdigest(), size
+def _proxies_for(url: str) -> dict:
+    "Return the proxies the environment (`https_proxy`, `no_proxy`, ...) sets for `url`, as requests would."
+    if not getattr(_thread_state, "proxies", None):
+        return {}
+    return requests.utils.get_environ_proxies(url)
 
-def _fetch_file_url(url: str, temporary: Path, limits: _Limits) -> tuple[str, int]:
+# %% ../nbs/api/download.ipynb #db7dbcf6
+def _read_body(chunks, limits: _Limits, deadline: float) -> bytes:
+    "Join byte chunks within the size cap and the deadline."
+    body = bytearray()
+    for chunk in chunks:
+        body += chunk
+        if len(body) > limits.max_bytes:
+            raise FetchError(f"too large: over the cap of {limits.max_bytes} bytes")
+        if time.monotonic() > deadline:
+            raise FetchError(f"timed out after {limits.timeout:g} s", transient=True)
+    return bytes(body)
+
+def _fetch_file_url(url: str, limits: _Limits) -> bytes:
     "Copy the local file named by a file URL, with the same size cap as a download."
     parts = urllib.parse.urlsplit(url)
     if parts.netloc not in ("", "localhost"):
@@ -128,7 +141,7 @@ def _fetch_file_url(url: str, temporary: Path, limits: _Limits) -> tuple[str, in
         raise FetchError(f"file not found: {path}")
     with open(path, "rb") as source:
         chunks = iter(lambda: source.read(1 << 16), b"")
-        return _stream_to_file(chunks, temporary, limits, deadline=float("inf"))
+        return _read_body(chunks, limits, deadline=float("inf"))
 
 def _body_chunks(response: requests.Response):
     "Yield the decoded body as it arrives, so the deadline is checked even when a server sends a few bytes at a time."
@@ -144,13 +157,14 @@ def _is_timeout(error: Exception) -> bool:
     return isinstance(error, (requests.Timeout, urllib3.exceptions.TimeoutError)) or "timed out" in str(error).lower()
 
 # %% ../nbs/api/download.ipynb #682c44ed
-def _fetch_http(url: str, temporary: Path, limits: _Limits) -> tuple[str, int]:
-    "Download an http or https URL into `temporary`, retrying 429, 5xx and dropped connections."
+def _fetch_http(url: str, limits: _Limits) -> bytes:
+    "Download an http or https URL into memory, retrying 429, 5xx and dropped connections."
     for attempt in range(limits.retries + 1):
         last_try = attempt == limits.retries
         deadline = time.monotonic() + limits.timeout
         try:
-            with _session().get(url, stream=True, timeout=(limits.timeout, limits.timeout)) as response:
+            session = _session()
+            with session.get(url, stream=True, timeout=(limits.timeout, limits.timeout), proxies=_proxies_for(url)) as response:
                 status = response.status_code
                 if status == 429 or status >= 500:
                     wait = retry_delay(response.headers, attempt, limits.backoff)
@@ -169,7 +183,7 @@ def _fetch_http(url: str, temporary: Path, limits: _Limits) -> tuple[str, int]:
                 declared = response.headers.get("Content-Length", "")
                 if declared.isdigit() and int(declared) > limits.max_bytes:
                     raise FetchError(f"too large: Content-Length {declared} bytes is over the cap of {limits.max_bytes} bytes")
-                return _stream_to_file(_body_chunks(response), temporary, limits, deadline)
+                return _read_body(_body_chunks(response), limits, deadline)
         except FetchError:
             raise
         except requests.TooManyRedirects:
@@ -268,27 +282,63 @@ def _to_item(record) -> _Item:
 def _url_key(url: str) -> str:
     return hashlib.sha256(url.encode("utf-8")).hexdigest()
 
-def _cached_copy(url: str, temporary: Path) -> tuple[str, int] | None:
-    "Copy the cached bytes of `url` into `temporary` and return (sha256, size), or None when not cached."
-    index = cache_dir("downloads", "urls") / f"{_url_key(url)}.txt"
-    if not index.exists():
+# Every system call lets the other download threads take the interpreter lock, and with dozens of threads
+# that hand-over costs more CPU than the call itself. Temporary names therefore come from a counter, not
+# from the random source, and files are written through bare descriptors. The process token keeps the
+# names of processes apart, even on a file system that several machines share.
+_PROCESS_TOKEN = uuid.uuid4().hex[:12]
+_temporary_numbers = itertools.count()
+
+def _temporary_name(prefix: str = "") -> str:
+    "Return a hidden file name, unique across threads and processes, ending in `.part`."
+    return f".{prefix}{_PROCESS_TOKEN}-{next(_temporary_numbers)}.part"
+
+def _write_new_file(path: Path, data: bytes):
+    "Write `data` into a new file at `path`; fail when `path` exists."
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(descriptor, view):]
+    finally:
+        os.close(descriptor)
+
+
+class _Cache(NamedTuple):
+    "The two folders of the download cache: image bytes by SHA-256, and each URL's SHA-256 by a hash of the URL."
+    images: Path
+    urls: Path
+
+def _open_cache() -> _Cache | None:
+    "Return the download cache, or None (with a warning) when its folders cannot be created."
+    try:
+        return _Cache(cache_dir("downloads", "images"), cache_dir("downloads", "urls"))
+    except OSError as error:  # a read-only home folder must not stop the downloads
+        logger.warning("Downloading without the cache, which cannot be created: %s", error)
         return None
-    sha256 = index.read_text().strip()
-    blob = cache_dir("downloads", "images") / sha256
-    if not blob.exists():
+
+def _cached_copy(url: str, cache: _Cache) -> bytes | None:
+    "Return the cached bytes of `url`, or None when they are not cached or do not match their SHA-256."
+    index = cache.urls / f"{_url_key(url)}.txt"
+    try:
+        sha256 = index.read_text().strip()
+    except FileNotFoundError:
         return None
-    shutil.copyfile(blob, temporary)
-    if hashlib.sha256(temporary.read_bytes()).hexdigest() != sha256:
+    blob = cache.images / sha256
+    try:
+        body = blob.read_bytes()
+    except FileNotFoundError:
+        return None
+    if hashlib.sha256(body).hexdigest() != sha256:
         logger.warning("Ignored corrupt cache entry %s for %s", blob, url)
         return None
-    return sha256, temporary.stat().st_size
+    return body
 
-def _store_in_cache(url: str, path: Path, sha256: str):
+def _store_in_cache(url: str, path: Path, sha256: str, cache: _Cache):
     "Store the image at `path` in the download cache under its SHA-256, and index it by `url`."
-    images = cache_dir("downloads", "images")
-    blob = images / sha256
+    blob = cache.images / sha256
     if not blob.exists():
-        temporary = images / f".{uuid.uuid4().hex}.part"
+        temporary = cache.images / _temporary_name()
         try:
             # A hard link costs no copy. Should the file in `dest` be edited in place later, the blob
             # changes too, and `_cached_copy` then finds a wrong SHA-256 and ignores it.
@@ -296,9 +346,9 @@ def _store_in_cache(url: str, path: Path, sha256: str):
         except OSError:  # another file system, or links not supported
             shutil.copyfile(path, temporary)
         os.replace(temporary, blob)
-    index = cache_dir("downloads", "urls") / f"{_url_key(url)}.txt"
-    temporary = index.with_name(f".{uuid.uuid4().hex}.part")
-    temporary.write_text(sha256)
+    index = cache.urls / f"{_url_key(url)}.txt"
+    temporary = cache.urls / _temporary_name()
+    _write_new_file(temporary, sha256.encode("ascii"))
     os.replace(temporary, index)
 
 # %% ../nbs/api/download.ipynb #800ebd90
@@ -329,48 +379,129 @@ class DownloadSummary:
         return "\n".join(lines)
 
 # %% ../nbs/api/download.ipynb #5174a659
-def _check_and_place(temporary: Path, sha256: str, byte_count: int, dest: Path, known: dict[str, str], lock: threading.Lock) -> dict:
-    "Decode a fetched file fully, then move it into `dest` under its content name, or report a duplicate."
-    reason, image_format, size_in_pixels = _check_image(temporary)
+def _check_and_place(body: bytes, temporary: Path, dest: Path, known: dict[str, str], lock: threading.Lock) -> dict:
+    "Decode a fetched body fully, then write it into `dest` under its content name, or report a duplicate."
+    sha256 = hashlib.sha256(body).hexdigest()
+    reason, image_format, size_in_pixels = _check_open_file(io.BytesIO(body))
     if reason:
         raise FetchError(reason)
     width, height = size_in_pixels
     extension = FORMAT_EXTENSIONS.get(image_format)
     if extension is None or extension not in IMAGE_EXTENSIONS:
         raise FetchError(f"unsupported format {image_format}: not one of {', '.join(sorted(FORMAT_EXTENSIONS))}")
-    details = dict(sha256=sha256, bytes=byte_count, format=image_format, width=width, height=height)
+    details = dict(sha256=sha256, bytes=len(body), format=image_format, width=width, height=height)
     with lock:
         if sha256 in known and (dest / known[sha256]).exists():
-            temporary.unlink()
+            return dict(details, status="duplicate", file=known[sha256])
+    # The file is written under a temporary name outside the lock, so writes run in parallel, and is
+    # renamed under the lock, so no reader ever sees a half-written image.
+    _write_new_file(temporary, body)
+    with lock:
+        if sha256 in known and (dest / known[sha256]).exists():  # another thread saved the same bytes meanwhile
+            os.unlink(temporary)
             return dict(details, status="duplicate", file=known[sha256])
         name = _content_name(sha256, extension, dest)
         os.replace(temporary, dest / name)
         known[sha256] = name
     return dict(details, status="saved", file=name)
 
-def _download_one(item: _Item, dest: Path, limits: _Limits, use_cache: bool, known: dict, lock: threading.Lock) -> dict:
-    "Fetch, check and place one URL; return its manifest row."
+def _fetch_one(item: _Item, limits: _Limits, cache: _Cache | None) -> tuple[dict, bytes | None, bool]:
+    "Fetch one URL from the cache or the network; return its manifest row, its body (None when it failed), and whether to cache the body."
     row = dict(url=item.url, page_url=item.page_url, license=item.license, author=item.author, title=item.title)
     scheme = urllib.parse.urlsplit(item.url).scheme.lower()
-    temporary = dest / f".download-{uuid.uuid4().hex}.part"
     try:
         if scheme not in ("http", "https", "file"):
             raise FetchError(f"unsupported URL scheme {scheme or '(none)'!r}: only http, https and file URLs")
-        fetched = _cached_copy(item.url, temporary) if use_cache and scheme != "file" else None
-        from_cache = fetched is not None
-        if fetched is None:
-            fetched = _fetch_file_url(item.url, temporary, limits) if scheme == "file" else _fetch_http(item.url, temporary, limits)
-        row.update(_check_and_place(temporary, *fetched, dest, known, lock))
-        if use_cache and scheme != "file" and not from_cache:
-            try:
-                _store_in_cache(item.url, dest / row["file"], row["sha256"])
-            except OSError as error:  # a full or read-only cache must not fail a good download
-                logger.warning("Could not store %s in the download cache: %s", item.url, error)
-        return row
+        if cache is not None and scheme != "file" and (body := _cached_copy(item.url, cache)) is not None:
+            return row, body, False
+        if scheme == "file":
+            return row, _fetch_file_url(item.url, limits), False
+        return row, _fetch_http(item.url, limits), cache is not None
     except FetchError as error:
+        return dict(row, status="failed", reason=error.reason, transient=error.transient), None, False
+
+def _place_one(row: dict, body: bytes, store: bool, dest: Path, cache: _Cache | None, known: dict, lock: threading.Lock) -> dict:
+    "Check a fetched body, write it into `dest` and, when `store`, into the cache; return the URL's manifest row."
+    temporary = dest / _temporary_name("download-")
+    try:
+        row = dict(row, **_check_and_place(body, temporary, dest, known, lock))
+    except FetchError as error:  # raised before anything is written
         return dict(row, status="failed", reason=error.reason, transient=error.transient)
-    finally:
+    except BaseException:
         temporary.unlink(missing_ok=True)
+        raise
+    if store:
+        try:
+            _store_in_cache(row["url"], dest / row["file"], row["sha256"], cache)
+        except OSError as error:  # a full or read-only cache must not fail a good download
+            logger.warning("Could not store %s in the download cache: %s", row["url"], error)
+    return row
+
+def _check_threads() -> int:
+    "Return how many threads decode at once: one per core this process may use, at most 8."
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(8, cores or 1))
+
+def _run_downloads(pending: list[_Item], dest: Path, limits: _Limits, cache: _Cache | None, known: dict, n_workers: int,
+                   writer: _ManifestWriter):
+    """Write the manifest row of each URL in `pending` as it is settled, and yield it.
+
+    `n_workers` threads fetch, and a few threads, one per core, check and write. A fetching thread hands its
+    body over and starts the next URL at once, so the network stays busy while the CPU decodes. A semaphore
+    caps the bodies held in memory: a fetching thread waits when the checks fall behind. The worker threads
+    write the manifest rows themselves, so that every saved file is recorded even when the caller's thread
+    is interrupted."""
+    lock, results = threading.Lock(), queue.SimpleQueue()
+    checkers = _check_threads()
+    slots = threading.BoundedSemaphore(n_workers + 2 * checkers)
+    check_pool = ThreadPoolExecutor(max_workers=checkers, thread_name_prefix="download-check")
+    fetch_pool = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="download-fetch")
+
+    def check(row, body, store):
+        try:
+            row = _place_one(row, body, store, dest, cache, known, lock)
+            writer.write(row)
+            results.put(row)
+        except BaseException as error:  # handed to the caller's thread, which raises it
+            results.put(error)
+        finally:
+            slots.release()
+
+    def fetch(item):
+        slots.acquire()
+        try:
+            row, body, store = _fetch_one(item, limits, cache)
+        except BaseException as error:
+            slots.release()
+            results.put(error)
+            return
+        if body is None:
+            slots.release()
+            try:
+                writer.write(row)
+            except BaseException as error:
+                results.put(error)
+                return
+            results.put(row)
+            return
+        try:
+            check_pool.submit(check, row, body, store)
+        except RuntimeError:  # the pools are shutting down after an error or an interrupt
+            slots.release()
+
+    try:
+        for item in pending:
+            fetch_pool.submit(fetch, item)
+        for _ in range(len(pending)):
+            result = results.get()
+            if isinstance(result, BaseException):
+                raise result
+            yield result
+    finally:
+        # On an error or an interrupt, queued URLs are dropped, running downloads end within their timeout,
+        # and the bodies already fetched are still checked and saved, which takes milliseconds each.
+        fetch_pool.shutdown(wait=True, cancel_futures=True)
+        check_pool.shutdown(wait=True)
 
 # %% ../nbs/api/download.ipynb #780a6259
 def _read_urls(urls, url_file) -> list:
@@ -404,9 +535,9 @@ def download_images(
     urls=None,  # URL strings, search results, or a text file with one URL a line
     url_file: str | os.PathLike | None = None,  # text file with one URL a line, as in fastai
     max_pics: int = 1000,  # at most this many URLs, as in fastai
-    n_workers: int = 16,  # parallel downloads
+    n_workers: int = 32,  # parallel downloads; a host that answers 429 is waited for, and fewer suit a slow link
     timeout: float = 10,  # seconds for each request, from connecting to the last byte (a server that goes silent is noticed after at most twice this)
-    max_bytes: int = 20_000_000,  # size cap of one file, in bytes
+    max_bytes: int = 20_000_000,  # size cap of one file, in bytes; each thread holds at most this much in memory
     retries: int = 3,  # extra tries after a 429, a 5xx response or a dropped connection
     max_retry_after: float = 30,  # longest Retry-After, in seconds, that is waited for; a longer one fails the URL
     backoff: float = 0.5,  # seconds before the first retry when the server sends no Retry-After
@@ -439,27 +570,18 @@ def download_images(
                 len(items), len(items) - len(pending), len(pending), dest)
 
     limits = _Limits(timeout, max_bytes, retries, max_retry_after, backoff)
-    lock = threading.Lock()
-    pool = ThreadPoolExecutor(max_workers=n_workers)
-    try:
-        with _ManifestWriter(dest) as writer:
-            futures = [pool.submit(_download_one, item, dest, limits, use_cache, known, lock) for item in pending]
-            finished = as_completed(futures)
-            if progress and futures:
-                finished = progress_bar(finished, total=len(futures), leave=False)
-            for future in finished:
-                row = future.result()
-                writer.write(row)
-                if row["status"] == "saved":
-                    summary.saved[row["url"]] = dest / row["file"]
-                elif row["status"] == "duplicate":
-                    summary.duplicates[row["url"]] = dest / row["file"]
-                else:
-                    summary.failed[row["url"]] = row["reason"]
-                    logger.info("Download failed for %s: %s", row["url"], row["reason"])
-    finally:
-        # On an interrupt, queued URLs are dropped and running downloads end within their timeout.
-        pool.shutdown(wait=True, cancel_futures=True)
+    cache = _open_cache() if use_cache else None
+    # closing() stops the download threads at once when this loop ends early, on an error or an interrupt.
+    with _ManifestWriter(dest) as writer, contextlib.closing(_run_downloads(pending, dest, limits, cache, known, n_workers, writer)) as settled:
+        rows = progress_bar(settled, total=len(pending), leave=False) if progress and pending else settled
+        for row in rows:
+            if row["status"] == "saved":
+                summary.saved[row["url"]] = dest / row["file"]
+            elif row["status"] == "duplicate":
+                summary.duplicates[row["url"]] = dest / row["file"]
+            else:
+                summary.failed[row["url"]] = row["reason"]
+                logger.info("Download failed for %s: %s", row["url"], row["reason"])
     if summary.failed:
         logger.warning("download_images: %d of %d URLs failed; see the summary or %s", len(summary.failed), len(items), writer.path)
     return summary

@@ -58,6 +58,9 @@ def painting_names(folder: Path) -> list[str]:
 class _QuietServer(ThreadingHTTPServer):
     "A ThreadingHTTPServer that does not print a traceback when a client drops a connection."
     daemon_threads = True
+    # Room for many connections at once, as a real image host has. With the default of 5, some of 32
+    # connections opened together are dropped and retried a second later.
+    request_queue_size = 128
 
     def handle_error(self, request, client_address):
         if not isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
@@ -85,6 +88,7 @@ class ImageServer:
         self.hits: Counter = Counter()
         self.log: list[tuple[float, str, dict, dict]] = []  # (time, path, query, headers) of each request
         self.active = self.max_active = 0
+        self._bodies: dict[Path, bytes] = {}
         self._lock = threading.Lock()
         self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
@@ -104,6 +108,16 @@ class ImageServer:
     def fault_urls(self) -> dict[str, str]:
         "Return the URL of every fault, by name."
         return {name: f"{self.url}/fault/{name}" for name in FAULTS}
+
+    def read(self, path: Path) -> bytes:
+        "Return the bytes of an image file, read from disk once, so the server spends little CPU per request."
+        with self._lock:
+            body = self._bodies.get(path)
+        if body is None:
+            body = path.read_bytes()
+            with self._lock:
+                self._bodies[path] = body
+        return body
 
     def hits_for(self, path: str) -> int:
         return self.hits[path]
@@ -142,7 +156,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = (self.owner.paintings / name).resolve()
         if self.owner.paintings.resolve() not in path.parents or not path.is_file():
             return self._send(404, b"not found", "text/plain")
-        self._send(200, path.read_bytes(), "image/jpeg", headers)
+        self._send(200, self.owner.read(path), "image/jpeg", headers)
 
     # Dispatch
 

@@ -238,12 +238,13 @@ def test_killed_download_leaves_nothing_partial(tmp_path, server):
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            partial = [path for path in dest.glob(".download-*.part") if path.stat().st_size > 0] if dest.exists() else []
-            if server.hits["/fault/slow.jpg"] and partial and len(saved_files(dest)) == 4:
+            if server.hits["/fault/slow.jpg"] and len(saved_files(dest)) == 4:
                 break
             time.sleep(0.1)
         else:
-            pytest.fail("the slow download never started streaming")
+            pytest.fail("the slow download never started")
+        time.sleep(1)  # let the slow body arrive a few bytes at a time
+        assert process.poll() is None, "the downloading process ended before it could be killed mid-download"
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
     finally:
@@ -251,10 +252,92 @@ def test_killed_download_leaves_nothing_partial(tmp_path, server):
             process.kill()
 
     assert process.returncode == -signal.SIGKILL
-    assert list(dest.glob(".download-*.part"))  # the killed run left its temporary file...
-    assert len(saved_files(dest)) == 4  # ...but no partial file under an image name
+    assert len(saved_files(dest)) == 4  # the slow image left no file under an image name...
     assert all(check_image(path) is None for path in image_files(dest))
+    leftovers = [path.name for path in dest.iterdir() if path.name != "manifest.csv" and path not in saved_files(dest)]
+    assert all(name.startswith(".download-") and name.endswith(".part") for name in leftovers), leftovers  # ...only temporary names
 
     download_images(dest, urls[:4], **FAST)
     assert list(dest.glob(".download-*.part")) == []
     assert len(saved_files(dest)) == 4
+
+
+def test_interrupt_keeps_manifest_complete(tmp_path, server):
+    dest = tmp_path / "dest"
+    urls = server.image_urls(4) + [server.fault_urls()["slow.jpg"]] + server.image_urls(40)[4:]
+    script = textwrap.dedent(f"""
+        from helpers.download import download_images
+        try:
+            download_images({str(dest)!r}, {urls!r}, n_workers=1, timeout=3, retries=0, progress=False)
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            raise SystemExit(130)
+    """)
+    process = subprocess.Popen([sys.executable, "-c", script], env={**os.environ}, cwd=tmp_path, stdout=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not server.hits["/fault/slow.jpg"]:
+            time.sleep(0.05)
+        assert server.hits["/fault/slow.jpg"], "the slow download never started"
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)  # the running download ends within its 3 s timeout
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130
+    assert "interrupted" in output
+    assert len(saved_files(dest)) == 4  # the URLs queued after the interrupt were dropped
+    assert all(check_image(path) is None for path in image_files(dest))
+    assert list(dest.glob(".download-*.part")) == []
+    manifest = read_manifest(dest)  # every saved file is recorded, and the download cut short as a timeout to retry
+    assert sorted(row["status"] for row in manifest.values()) == ["failed"] + ["saved"] * 4
+    assert manifest[server.fault_urls()["slow.jpg"]]["transient"] == "True"
+
+
+def test_bodies_in_memory_are_capped(tmp_path, server, monkeypatch):
+    "When checking falls behind fetching, fetching waits, so at most n_workers + 2 × check threads bodies wait in memory."
+    import helpers.download as download
+
+    held, most = [0], [0]
+    lock = __import__("threading").Lock()
+    fetch_one, place_one = download._fetch_one, download._place_one
+
+    def counting_fetch(*args, **kwargs):
+        row, body, store = fetch_one(*args, **kwargs)
+        if body is not None:
+            with lock:
+                held[0] += 1
+                most[0] = max(most[0], held[0])
+        return row, body, store
+
+    def slow_place(*args, **kwargs):
+        time.sleep(0.05)
+        try:
+            return place_one(*args, **kwargs)
+        finally:
+            with lock:
+                held[0] -= 1
+
+    monkeypatch.setattr(download, "_fetch_one", counting_fetch)
+    monkeypatch.setattr(download, "_place_one", slow_place)
+    monkeypatch.setattr(download, "_check_threads", lambda: 1)
+    summary = download_images(tmp_path / "dest", server.image_urls(30), n_workers=2, **FAST)
+    assert len(summary.saved) == 30
+    assert most[0] == 2 + 2 * 1
+
+
+def test_environment_proxy_and_no_proxy(tmp_path, server, monkeypatch):
+    "An http_proxy from the environment carries the requests, except for hosts listed in no_proxy."
+    with ImageServer() as proxy:
+        monkeypatch.setenv("http_proxy", proxy.url)
+        monkeypatch.setenv("no_proxy", "localhost")
+        name = server.images[0]
+        # example.invalid never resolves: only the proxy on 127.0.0.1 can answer for it.
+        via_proxy = download_images(tmp_path / "proxied", [f"http://example.invalid/images/{name}"], **FAST)
+        assert len(via_proxy.saved) == 1
+        assert proxy.hits[f"/images/{name}"] == 1
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        direct = download_images(tmp_path / "direct", server.image_urls(1), **FAST)
+        assert len(direct.saved) == 1
+        assert proxy.hits[f"/images/{name}"] == 1  # no second request through the proxy
+        assert server.hits[f"/images/{name}"] == 1
