@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import io
 import os
-from functools import partial
+from pathlib import Path
 
 from fastai.data.block import TransformBlock
 from fastai.data.transforms import IntToFloatTensor
 from fastai.vision.core import PILImage
+from fasttransform import Transform
+from numpy import ndarray
 from PIL import Image, ImageOps
+from torch import Tensor
 
 from .images import _ALPHA_MODES, open_image_rgb
 
@@ -42,7 +45,7 @@ class RobustPILImage(PILImage):
     @classmethod
     def create(
         cls,
-        fn,  # a path, the bytes of a file, a Pillow image, an array or a tensor
+        fn: Path | str | Tensor | ndarray | bytes | Image.Image,  # fastai reads this annotation to route `learn.predict` inputs
         background: tuple[int, int, int] = WHITE,  # RGB colour shown through transparent pixels
         **kwargs,  # passed on to fastai's `PILImage.create` for arrays and tensors
     ):
@@ -56,6 +59,20 @@ class RobustPILImage(PILImage):
         return super().create(fn, **kwargs)
 
 
+_INPUT_TYPES = (Path, str, Tensor, ndarray, bytes, Image.Image)
+
+class _BackgroundOpener:
+    "Open images as `RobustPILImage` on one background colour; unlike a closure, it pickles with an exported learner."
+
+    def __init__(self, background: tuple[int, int, int]):
+        self.background = background
+        self.__name__ = self.__qualname__ = "RobustPILImage.create"  # the name fastai shows for the transform
+
+    # No annotations here: fastai's dispatch cannot resolve postponed annotations on a callable object.
+    def __call__(self, fn):
+        return RobustPILImage.create(fn, background=self.background)
+
+
 def RobustImageBlock(
     background: tuple[int, int, int] = WHITE,  # RGB colour shown through transparent pixels
 ) -> TransformBlock:
@@ -63,5 +80,11 @@ def RobustImageBlock(
     background = tuple(background)
     if len(background) != 3 or not all(isinstance(value, int) and 0 <= value <= 255 for value in background):
         raise ValueError(f"background must be three integers from 0 to 255, such as (255, 255, 255); got {background!r}.")
-    create = RobustPILImage.create if background == WHITE else partial(RobustPILImage.create, background=background)
+    if background == WHITE:
+        create = RobustPILImage.create
+    else:
+        # fastai reads the input types from the annotation of a function's first argument, to accept a str
+        # path in `learn.predict`. It reads none from a callable object, so the transform is given them.
+        create = Transform(_BackgroundOpener(background))
+        create.input_types = _INPUT_TYPES
     return TransformBlock(type_tfms=create, batch_tfms=IntToFloatTensor)
