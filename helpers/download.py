@@ -17,6 +17,7 @@ import logging
 import os
 import queue
 import random
+import re
 import shutil
 import threading
 import time
@@ -93,6 +94,11 @@ class _Limits:
     retries: int
     max_retry_after: float
     backoff: float
+    stop: threading.Event = field(default_factory=threading.Event)  # set when the caller stops: no more retries
+
+def _pause(limits: _Limits, seconds: float):
+    "Wait `seconds` before a retry, or less when the download is stopped meanwhile."
+    limits.stop.wait(seconds)
 
 
 _thread_state = threading.local()
@@ -113,8 +119,19 @@ def _session() -> requests.Session:
         _thread_state.proxies = urllib.request.getproxies()
     return session
 
+def _proxy_label(url: str) -> str:
+    "Return the proxy that the environment sets for `url`, as scheme://host:port, leaving out any user name and password."
+    proxies = _proxies_for(url)
+    proxy = proxies.get(urllib.parse.urlsplit(url).scheme) or proxies.get("all") or ""
+    try:
+        parts = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        return f"{parts.scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    except ValueError:
+        return "(unreadable proxy setting)"
+
 def _proxies_for(url: str) -> dict:
     "Return the proxies the environment (`https_proxy`, `no_proxy`, ...) sets for `url`, as requests would."
+    # NOTE: a redirect keeps the proxies chosen for the first URL, even when no_proxy lists the new host.
     if not getattr(_thread_state, "proxies", None):
         return {}
     return requests.utils.get_environ_proxies(url)
@@ -160,6 +177,8 @@ def _is_timeout(error: Exception) -> bool:
 def _fetch_http(url: str, limits: _Limits) -> bytes:
     "Download an http or https URL into memory, retrying 429, 5xx and dropped connections."
     for attempt in range(limits.retries + 1):
+        if limits.stop.is_set():
+            raise FetchError("stopped before a retry: the download was interrupted", transient=True)
         last_try = attempt == limits.retries
         deadline = time.monotonic() + limits.timeout
         try:
@@ -176,7 +195,7 @@ def _fetch_http(url: str, limits: _Limits) -> bytes:
                     if last_try:
                         raise FetchError(f"HTTP {status} {response.reason} after {attempt + 1} tries", transient=True)
                     logger.info("HTTP %d for %s; retrying in %.1f s", status, url, wait)
-                    time.sleep(wait)
+                    _pause(limits, wait)
                     continue
                 if status >= 400:
                     raise FetchError(f"HTTP {status} {response.reason}", transient=status == 408)
@@ -193,11 +212,16 @@ def _fetch_http(url: str, limits: _Limits) -> bytes:
         except (requests.RequestException, urllib3.exceptions.HTTPError) as error:
             if _is_timeout(error):
                 raise FetchError(f"timed out after {limits.timeout:g} s", transient=True) from None
+            if last_try and isinstance(error, requests.exceptions.ProxyError):
+                scheme = urllib.parse.urlsplit(url).scheme
+                raise FetchError(
+                    f"connection through the proxy {_proxy_label(url)} failed: check the {scheme}_proxy (or all_proxy) "
+                    f"environment variable, or list the host in no_proxy", transient=True) from None
             if last_try:
                 raise FetchError(f"connection failed: {type(error).__name__}", transient=True) from None
             wait = retry_delay(None, attempt, limits.backoff)
             logger.info("%s for %s; retrying in %.1f s", type(error).__name__, url, wait)
-            time.sleep(wait)
+            _pause(limits, wait)
     raise AssertionError("unreachable: the loop returns or raises on its last try")
 
 # %% ../nbs/api/download.ipynb #0081425c
@@ -304,15 +328,32 @@ def _write_new_file(path: Path, data: bytes):
         os.close(descriptor)
 
 
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
 class _Cache(NamedTuple):
     "The two folders of the download cache: image bytes by SHA-256, and each URL's SHA-256 by a hash of the URL."
     images: Path
     urls: Path
 
+def _remove_stale_parts(folder: Path, pattern: str):
+    "Remove temporary files matching `pattern` that a killed run left in `folder`."
+    # A running download writes its temporary file and renames it within a second, so a file older than
+    # ten minutes belongs to no live run, even one in another thread or process.
+    cutoff = time.time() - 600
+    for stale in folder.glob(pattern):
+        try:
+            if stale.stat().st_mtime < cutoff:
+                stale.unlink()
+        except OSError:  # removed meanwhile by another run
+            pass
+
 def _open_cache() -> _Cache | None:
     "Return the download cache, or None (with a warning) when its folders cannot be created."
     try:
-        return _Cache(cache_dir("downloads", "images"), cache_dir("downloads", "urls"))
+        cache = _Cache(cache_dir("downloads", "images"), cache_dir("downloads", "urls"))
+        for folder in cache:
+            _remove_stale_parts(folder, ".*.part")
+        return cache
     except OSError as error:  # a read-only home folder must not stop the downloads
         logger.warning("Downloading without the cache, which cannot be created: %s", error)
         return None
@@ -321,16 +362,18 @@ def _cached_copy(url: str, cache: _Cache) -> bytes | None:
     "Return the cached bytes of `url`, or None when they are not cached or do not match their SHA-256."
     index = cache.urls / f"{_url_key(url)}.txt"
     try:
-        sha256 = index.read_text().strip()
+        sha256 = index.read_bytes().decode("ascii").strip()
+        if not _SHA256.fullmatch(sha256):
+            raise ValueError(f"not a SHA-256: {sha256[:80]!r}")
+        body = (cache.images / sha256).read_bytes()
     except FileNotFoundError:
         return None
-    blob = cache.images / sha256
-    try:
-        body = blob.read_bytes()
-    except FileNotFoundError:
+    except (OSError, ValueError) as error:  # a damaged entry is a miss; the download rewrites it
+        logger.warning("Ignored damaged cache index %s for %s: %s", index, url, error)
         return None
     if hashlib.sha256(body).hexdigest() != sha256:
-        logger.warning("Ignored corrupt cache entry %s for %s", blob, url)
+        logger.warning("Removed corrupt cache entry %s for %s; the image is downloaded again", cache.images / sha256, url)
+        (cache.images / sha256).unlink(missing_ok=True)
         return None
     return body
 
@@ -408,8 +451,11 @@ def _check_and_place(body: bytes, temporary: Path, dest: Path, known: dict[str, 
 def _fetch_one(item: _Item, limits: _Limits, cache: _Cache | None) -> tuple[dict, bytes | None, bool]:
     "Fetch one URL from the cache or the network; return its manifest row, its body (None when it failed), and whether to cache the body."
     row = dict(url=item.url, page_url=item.page_url, license=item.license, author=item.author, title=item.title)
-    scheme = urllib.parse.urlsplit(item.url).scheme.lower()
     try:
+        try:
+            scheme = urllib.parse.urlsplit(item.url).scheme.lower()
+        except ValueError as error:  # such as an unclosed IPv6 bracket
+            raise FetchError(f"invalid URL: {error}") from None
         if scheme not in ("http", "https", "file"):
             raise FetchError(f"unsupported URL scheme {scheme or '(none)'!r}: only http, https and file URLs")
         if cache is not None and scheme != "file" and (body := _cached_copy(item.url, cache)) is not None:
@@ -486,8 +532,8 @@ def _run_downloads(pending: list[_Item], dest: Path, limits: _Limits, cache: _Ca
             return
         try:
             check_pool.submit(check, row, body, store)
-        except RuntimeError:  # the pools are shutting down after an error or an interrupt
-            slots.release()
+        except RuntimeError:  # the pool takes no more work: the interpreter is exiting, or the caller stopped
+            check(row, body, store)
 
     try:
         for item in pending:
@@ -498,8 +544,9 @@ def _run_downloads(pending: list[_Item], dest: Path, limits: _Limits, cache: _Ca
                 raise result
             yield result
     finally:
-        # On an error or an interrupt, queued URLs are dropped, running downloads end within their timeout,
-        # and the bodies already fetched are still checked and saved, which takes milliseconds each.
+        # On an error or an interrupt, queued URLs are dropped, running downloads end within their timeout
+        # without retrying, and the bodies already fetched are still checked and saved (milliseconds each).
+        limits.stop.set()
         fetch_pool.shutdown(wait=True, cancel_futures=True)
         check_pool.shutdown(wait=True)
 
@@ -548,8 +595,7 @@ def download_images(
     "Download images into `dest`, keeping only files that decode fully, each once, named by content."
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
-    for stale in dest.glob(".download-*.part"):
-        stale.unlink(missing_ok=True)
+    _remove_stale_parts(dest, ".download-*.part")
     if n_workers < 1 or timeout <= 0 or max_bytes < 1 or retries < 0:
         raise ValueError(f"download_images needs n_workers >= 1, timeout > 0, max_bytes >= 1 and retries >= 0; "
                          f"got n_workers={n_workers}, timeout={timeout}, max_bytes={max_bytes}, retries={retries}.")

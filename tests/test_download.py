@@ -3,21 +3,26 @@
 import hashlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
-from helpers.download import download_images, read_manifest
+import helpers.download as download
+from helpers.download import _open_cache, _url_key, download_images, read_manifest
 from helpers.images import check_image, image_files
 from image_server import SHARED_DATA, ImageServer
 
 pytestmark = pytest.mark.skipif(not (SHARED_DATA / "paintings").is_dir(), reason=f"real test data not found at {SHARED_DATA}")
 
 FAST = dict(timeout=2, max_bytes=4_000_000, retries=2, max_retry_after=5, backoff=0.05, progress=False)
+TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture(autouse=True)
@@ -220,11 +225,17 @@ def test_url_file_works_like_fastai(tmp_path, server):
 
 
 def test_stale_temporary_files_are_removed(tmp_path, server):
+    "A temporary file an hour old is left over from a killed run; a new one may belong to a run still writing it."
     dest = tmp_path / "dest"
     dest.mkdir()
-    (dest / ".download-0123.part").write_bytes(b"\xff\xd8\xff half a JPEG")
+    stale, live = dest / ".download-0123.part", dest / ".download-4567.part"
+    stale.write_bytes(b"\xff\xd8\xff half a JPEG")
+    live.write_bytes(b"\xff\xd8\xff being written")
+    an_hour_ago = time.time() - 3600
+    os.utime(stale, (an_hour_ago, an_hour_ago))
     download_images(dest, server.image_urls(1), **FAST)
-    assert list(dest.glob(".download-*.part")) == []
+    assert not stale.exists()
+    assert live.exists()
 
 
 def test_killed_download_leaves_nothing_partial(tmp_path, server):
@@ -296,10 +307,8 @@ def test_interrupt_keeps_manifest_complete(tmp_path, server):
 
 def test_bodies_in_memory_are_capped(tmp_path, server, monkeypatch):
     "When checking falls behind fetching, fetching waits, so at most n_workers + 2 × check threads bodies wait in memory."
-    import helpers.download as download
-
     held, most = [0], [0]
-    lock = __import__("threading").Lock()
+    lock = threading.Lock()
     fetch_one, place_one = download._fetch_one, download._place_one
 
     def counting_fetch(*args, **kwargs):
@@ -341,3 +350,93 @@ def test_environment_proxy_and_no_proxy(tmp_path, server, monkeypatch):
         assert len(direct.saved) == 1
         assert proxy.hits[f"/images/{name}"] == 1  # no second request through the proxy
         assert server.hits[f"/images/{name}"] == 1
+
+
+def test_malformed_url_is_recorded_as_failed(tmp_path, server):
+    # urlsplit raises ValueError on this URL; one bad URL must not stop the whole download.
+    bad = "http://[::1/x.jpg"
+    summary = download_images(tmp_path / "dest", [bad] + server.image_urls(2), **FAST)
+    assert bad in summary.failed
+    assert len(summary.saved) == 2
+
+
+@pytest.mark.parametrize("content", [b"", b"\xff\xfe"], ids=["empty", "not-utf8"])
+def test_damaged_cache_index_is_ignored(tmp_path, server, content):
+    # An empty index names the images folder itself; a non-UTF-8 one fails to decode. Both must count as a cache miss.
+    urls = server.image_urls(2)
+    download_images(tmp_path / "first", urls, **FAST)
+    (_open_cache().urls / f"{_url_key(urls[0])}.txt").write_bytes(content)
+    summary = download_images(tmp_path / "second", urls, **FAST)
+    assert set(summary.saved) == set(urls)
+
+
+def test_corrupt_cache_blob_is_replaced(tmp_path, server):
+    # After a corrupt blob is found and the URL fetched again, the good bytes must go back into the cache.
+    url = server.image_urls(1)[0]
+    download_images(tmp_path / "first", [url], **FAST)
+    cache = _open_cache()
+    blob = cache.images / (cache.urls / f"{_url_key(url)}.txt").read_text()
+    data = blob.read_bytes()
+    blob.unlink()  # break the hard link to the file in `first`
+    blob.write_bytes(data[: len(data) // 2])
+    download_images(tmp_path / "second", [url], **FAST)
+    assert blob.read_bytes() == data
+    hits = server.hits_for(urlsplit(url).path)
+    download_images(tmp_path / "third", [url], **FAST)
+    assert server.hits_for(urlsplit(url).path) == hits, "the third run should be served from the cache"
+
+
+def test_concurrent_call_keeps_part_files(tmp_path, server, monkeypatch):
+    # A second download_images call (another thread or process) that starts while the first has written a
+    # temporary file but not yet renamed it must not delete that file.
+    dest = tmp_path / "dest"
+    write_new_file, started = download._write_new_file, []
+
+    def write_then_start_another_call(path, data):
+        write_new_file(path, data)
+        if path.name.startswith(".download-") and not started:
+            started.append(path)
+            download_images(dest, [], **FAST)
+
+    monkeypatch.setattr(download, "_write_new_file", write_then_start_another_call)
+    summary = download_images(dest, server.image_urls(3), **FAST)
+    assert len(summary.saved) == 3
+
+
+def test_thread_download_exits_cleanly(tmp_path):
+    # When the main thread ends, concurrent.futures rejects new work, so `check_pool.submit` raises RuntimeError.
+    # The fetch thread drops that URL without a result, so the caller waits forever and the process never exits.
+    script = textwrap.dedent(f"""
+        import sys, threading, time
+        sys.path[:0] = [{str(TESTS.parent)!r}, {str(TESTS)!r}]
+        from image_server import ImageServer
+        from helpers.download import download_images
+        server = ImageServer(latency=0.3).__enter__()
+        def work():
+            download_images({str(tmp_path / "dest")!r}, server.image_urls(40), n_workers=4, timeout=2, retries=1, progress=False)
+        threading.Thread(target=work).start()
+        time.sleep(0.5)
+    """)
+    env = dict(os.environ, OMP_NUM_THREADS="1", COURSE_CACHE=str(tmp_path / "cache"))
+    try:
+        completed = subprocess.run([sys.executable, "-c", script], env=env, timeout=90, capture_output=True, text=True)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the process did not exit: download_images waits for a result that never comes")
+    assert completed.returncode == 0, completed.stderr[-2000:]
+
+
+def test_refused_proxy_reason_names_the_proxy(tmp_path, server, monkeypatch):
+    # "connection failed: ProxyError" does not say which proxy failed nor where it was set.
+    probe = socket.socket()
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    for name in ["HTTP_PROXY", "no_proxy", "NO_PROXY"]:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://learner:s3cret@127.0.0.1:{port}")
+    url = server.image_urls(1)[0]
+    summary = download_images(tmp_path / "dest", [url], use_cache=False, **FAST)
+    reason = summary.failed[url]
+    assert f"proxy http://127.0.0.1:{port} failed" in reason
+    assert "http_proxy" in reason
+    assert "s3cret" not in reason  # the password in the proxy setting stays out of the manifest
