@@ -103,11 +103,18 @@ def _pause(limits: _Limits, seconds: float):
 
 _thread_state = threading.local()
 
+class _Session(requests.Session):
+    "A requests session that picks the proxies for each redirect target from the environment, as for the first URL."
+
+    def rebuild_proxies(self, prepared_request, proxies):
+        return super().rebuild_proxies(prepared_request, _proxies_for(prepared_request.url))
+
+
 def _session() -> requests.Session:
     "Return this thread's HTTP session: `requests.Session` is not documented as thread-safe."
     session = getattr(_thread_state, "session", None)
     if session is None:
-        session = requests.Session()
+        session = _Session()
         session.headers["User-Agent"] = USER_AGENT
         session.max_redirects = 5
         # With trust_env on, requests reads every environment variable on every request, to look for proxies;
@@ -131,7 +138,6 @@ def _proxy_label(url: str) -> str:
 
 def _proxies_for(url: str) -> dict:
     "Return the proxies the environment (`https_proxy`, `no_proxy`, ...) sets for `url`, as requests would."
-    # NOTE: a redirect keeps the proxies chosen for the first URL, even when no_proxy lists the new host.
     if not getattr(_thread_state, "proxies", None):
         return {}
     return requests.utils.get_environ_proxies(url)

@@ -6,6 +6,7 @@
 - `/copy/<class>/<file>`: the same bytes under a second URL, for duplicate detection;
 - `/odd/<file>`: files from `../shared/data/odd_images`;
 - `/fault/...`: broken responses, listed in `FAULTS`;
+- `/redirect?to=<URL>`: a 302 redirect to any URL;
 - `/v7.0/images/search`: the Bing Image Search v7 API shape;
 - `/search`: SerpApi's Bing Images engine shape;
 - `/w/api.php`: the MediaWiki API shape (categorymembers and search generators, subcategory lists, imageinfo,
@@ -191,6 +192,12 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, file.read_bytes(), "image/jpeg") if file.is_file() else self._send(404, b"", "text/plain")
         if path.startswith("/fault/"):
             return self._fault(path.removeprefix("/fault/"))
+        if path == "/redirect":  # a 302 to the URL in ?to=, as image hosts send to their CDNs
+            self.send_response(302)
+            self.send_header("Location", query.get("to", "/"))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
         if path == "/v7.0/images/search":
             return self._bing(query)
         if path == "/search":

@@ -10,7 +10,7 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 
@@ -335,21 +335,27 @@ def test_bodies_in_memory_are_capped(tmp_path, server, monkeypatch):
     assert most[0] == 2 + 2 * 1
 
 
-def test_environment_proxy_and_no_proxy(tmp_path, server, monkeypatch):
+@pytest.fixture
+def proxy(monkeypatch):
+    "A second image server set as http_proxy; it answers proxy requests because it reads only the path of a URL."
+    with ImageServer() as running:
+        monkeypatch.setenv("http_proxy", running.url)
+        yield running
+
+
+def test_environment_proxy_and_no_proxy(tmp_path, server, proxy, monkeypatch):
     "An http_proxy from the environment carries the requests, except for hosts listed in no_proxy."
-    with ImageServer() as proxy:
-        monkeypatch.setenv("http_proxy", proxy.url)
-        monkeypatch.setenv("no_proxy", "localhost")
-        name = server.images[0]
-        # example.invalid never resolves: only the proxy on 127.0.0.1 can answer for it.
-        via_proxy = download_images(tmp_path / "proxied", [f"http://example.invalid/images/{name}"], **FAST)
-        assert len(via_proxy.saved) == 1
-        assert proxy.hits[f"/images/{name}"] == 1
-        monkeypatch.setenv("no_proxy", "127.0.0.1")
-        direct = download_images(tmp_path / "direct", server.image_urls(1), **FAST)
-        assert len(direct.saved) == 1
-        assert proxy.hits[f"/images/{name}"] == 1  # no second request through the proxy
-        assert server.hits[f"/images/{name}"] == 1
+    monkeypatch.setenv("no_proxy", "localhost")
+    name = server.images[0]
+    # example.invalid never resolves: only the proxy on 127.0.0.1 can answer for it.
+    via_proxy = download_images(tmp_path / "proxied", [f"http://example.invalid/images/{name}"], **FAST)
+    assert len(via_proxy.saved) == 1
+    assert proxy.hits[f"/images/{name}"] == 1
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    direct = download_images(tmp_path / "direct", server.image_urls(1), **FAST)
+    assert len(direct.saved) == 1
+    assert proxy.hits[f"/images/{name}"] == 1  # no second request through the proxy
+    assert server.hits[f"/images/{name}"] == 1
 
 
 def test_malformed_url_is_recorded_as_failed(tmp_path, server):
@@ -440,3 +446,16 @@ def test_refused_proxy_reason_names_the_proxy(tmp_path, server, monkeypatch):
     assert f"proxy http://127.0.0.1:{port} failed" in reason
     assert "http_proxy" in reason
     assert "s3cret" not in reason  # the password in the proxy setting stays out of the manifest
+
+
+def test_redirect_applies_no_proxy_to_new_host(tmp_path, server, proxy, monkeypatch):
+    "A redirect from a proxied host to a host in no_proxy goes direct, as it would without a redirect."
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    name = server.images[0]
+    target = f"{server.url}/images/{name}"
+    # example.invalid never resolves: only the proxy on 127.0.0.1 can answer the first request.
+    summary = download_images(tmp_path / "dest", [f"http://example.invalid/redirect?to={quote(target, safe='')}"], **FAST)
+    assert len(summary.saved) == 1
+    assert proxy.hits["/redirect"] == 1
+    assert proxy.hits[f"/images/{name}"] == 0  # the redirect target was not fetched through the proxy
+    assert server.hits[f"/images/{name}"] == 1
