@@ -143,7 +143,13 @@ def _gradient_step(params, model, loss_func, x, y, lr: float, show: bool, step: 
     for _, tensor in named:
         tensor.grad = None
 
-    preds = model(x, params)
+    try:
+        preds = model(x, params)
+    except TypeError as error:
+        if "positional argument" not in str(error):
+            raise
+        raise TypeError(f"model(x, params) failed: {error}. apply_step calls the model with the inputs and the "
+                        f"parameters, so define it as def model(x, params): ...") from error
     loss = loss_func(preds, y)
     if not isinstance(loss, torch.Tensor) or loss.numel() != 1:
         shape = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__

@@ -194,7 +194,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=int, default=900, help="maximum time one cell may run, in seconds (default: 900)")
     arguments = parser.parse_args(argv)
 
-    runs = run_workshop(arguments.data, arguments.output, tuple(arguments.lessons), timeout=arguments.timeout)
+    try:
+        runs = run_workshop(arguments.data, arguments.output, tuple(arguments.lessons), timeout=arguments.timeout)
+    except FileNotFoundError as error:  # a mistyped DATA or a missing notebook: the message says what to do
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     print()
     print(summary_table(runs))
     print(f"\nPages: {Path(arguments.output).resolve() / 'index.html'}")

@@ -326,3 +326,11 @@ def test_explore_learning_rate_slider_redraws(speeds, monkeypatch):
     new_figures = [plt.figure(number) for number in set(plt.get_fignums()) - figures_before]
     assert len(new_figures) == 1
     assert "lr=0.05" in new_figures[0].axes[0].get_title()
+
+
+def test_one_argument_model_explained():
+    "A model written as model(x) fails with a message that names the signature apply_step calls."
+    params = torch.zeros(2, requires_grad=True)
+    x, y = torch.linspace(0, 1, 5), torch.linspace(1, 4, 5)
+    with pytest.raises(TypeError, match=r"define it as def model\(x, params\)"):
+        apply_step(params, lambda x: x * 2, lambda preds, y: ((preds - y) ** 2).mean(), x, y, lr=0.1)

@@ -62,3 +62,12 @@ def test_module_runs_as_script(tmp_path):
     result = subprocess.run([sys.executable, "-m", "helpers.workshop", "--help"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0
     assert "--data" in result.stdout
+
+
+def test_command_line_mistyped_data(tmp_path, capsys):
+    "A DATA folder that does not exist gives one line on stderr and exit status 2, not a traceback."
+    assert main(["--data", str(tmp_path / "paintngs"), "--output", str(tmp_path / "build")]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: DATA folder not found:")
+    assert "paintngs" in error
+    assert "Traceback" not in error
