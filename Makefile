@@ -25,7 +25,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable ".[dev]"
 	touch $@
 
-workshop: setup
+# npm-packages gives the pages a local MathJax; without npm they show formulas as TeX source.
+workshop: setup npm-packages
 	$(BIN)/python -m helpers.workshop --output $(OUTPUT) $(if $(DATA),--data "$(DATA)")
 
 # The library must be exactly what the notebooks export, and the notebooks must be clean.

@@ -146,18 +146,12 @@ def deck_exporter(
     mathjax_url: str = "mathjax/tex-chtml-full.js",  # URL of MathJax 3's combined TeX script, relative to the deck
 ):
     "Return an nbconvert `SlidesExporter` whose decks load reveal.js and MathJax from local folders."
-    import jinja2
     from nbconvert import SlidesExporter
 
-    class CourseSlidesExporter(SlidesExporter):
-        def _init_resources(self, resources):
-            resources = super()._init_resources(resources)
-            resources["course_mathjax_url"] = mathjax_url
-            return resources
+    from helpers.workshop import course_exporter
 
-    return CourseSlidesExporter(
-        extra_loaders=[jinja2.DictLoader({"course_slides.html.j2": _DECK_TEMPLATE})],
-        template_file="course_slides.html.j2",
+    return course_exporter(
+        SlidesExporter, _DECK_TEMPLATE, {"course_mathjax_url": mathjax_url},
         reveal_url_prefix=reveal_prefix, reveal_theme="white", reveal_scroll=True,
         reveal_width=str(DECK_WIDTH), reveal_height=str(DECK_HEIGHT), reveal_number="c/t",
         exclude_input_prompt=True, exclude_output_prompt=True, embed_images=True,

@@ -12,6 +12,7 @@ import html
 import json
 import os
 import re
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -20,8 +21,9 @@ from pathlib import Path
 from .core import network_allowed, repository_root
 
 # %% auto #0
-__all__ = ['LESSONS', 'cell_flags', 'skip_network_cells', 'lesson_notebooks', 'LessonRun', 'execute_lesson', 'notebook_to_html',
-           'summary_table', 'write_index', 'run_workshop', 'main']
+__all__ = ['LESSONS', 'MATHJAX_FILES', 'cell_flags', 'skip_network_cells', 'lesson_notebooks', 'LessonRun', 'execute_lesson',
+           'copy_mathjax', 'course_exporter', 'notebook_to_html', 'summary_table', 'write_index', 'run_workshop',
+           'main']
 
 # %% ../nbs/api/workshop.ipynb #e71faf78
 LESSONS = ("01_neurons", "02_gradient_descent", "03_datablock", "04_transfer_learning", "05_bias")
@@ -104,14 +106,63 @@ def execute_lesson(
     if results_file.exists():
         run.results = json.loads(results_file.read_text())
     nbformat.write(notebook, output / f"{lesson}.ipynb")
-    (output / f"{lesson}.html").write_text(notebook_to_html(notebook), encoding="utf-8")
+    mathjax = "mathjax/tex-chtml-full.js" if (output / "mathjax" / MATHJAX_FILES[0]).is_file() else None
+    (output / f"{lesson}.html").write_text(notebook_to_html(notebook, mathjax), encoding="utf-8")
     return run
 
 # %% ../nbs/api/workshop.ipynb #5d694cb5
-def notebook_to_html(notebook) -> str:
-    "Render an executed notebook as a standalone HTML page with its plots embedded."
+# nbconvert's lab template loads require.js, MathJax 2 and mermaid from a CDN. The course's pages load
+# nothing from the network: MathJax 3 comes from a local copy when there is one, and widgets and mermaid
+# diagrams stay as their text, as in the slide decks.
+_PAGE_TEMPLATE = r"""{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+{%- block html_head_js_mathjax -%}
+{%- if resources.course_mathjax_url -%}
+<script>
+window.MathJax = {tex: {inlineMath: [['$', '$'], ['\\(', '\\)']], displayMath: [['$$', '$$'], ['\\[', '\\]']],
+                        processEscapes: true, processEnvironments: true}};
+</script>
+<script src="{{ resources.course_mathjax_url }}"></script>
+{%- endif -%}
+{%- endblock html_head_js_mathjax -%}
+"""
+
+MATHJAX_FILES = ("tex-chtml-full.js", "output/chtml/fonts/woff-v2")  # what a page needs, inside MathJax's es5 folder
+
+def copy_mathjax(output: Path, node_modules: Path | None = None) -> bool:
+    "Copy MathJax 3 from the npm packages (`make npm-packages`) into `output/mathjax`; return False when they are missing."
+    es5 = Path(node_modules or repository_root() / "node_modules") / "mathjax" / "es5"
+    if not all((es5 / name).exists() for name in MATHJAX_FILES):
+        return False
+    for name in MATHJAX_FILES:
+        source, target = es5 / name, Path(output) / "mathjax" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        else:
+            shutil.copyfile(source, target)
+    return True
+
+def course_exporter(base, template: str, resources: dict, **options):
+    "Return an instance of the nbconvert exporter class `base` that renders the Jinja `template` with `resources` added."
+    import jinja2
+
+    class CourseExporter(base):
+        def _init_resources(self, given):
+            given = super()._init_resources(given)
+            given.update(resources)
+            return given
+
+    return CourseExporter(extra_loaders=[jinja2.DictLoader({"course.html.j2": template})],
+                          template_file="course.html.j2", **options)
+
+def notebook_to_html(notebook, mathjax_url: str | None = None) -> str:
+    "Render an executed notebook as a standalone HTML page with its plots embedded, loading nothing from the network."
     from nbconvert import HTMLExporter
-    exporter = HTMLExporter(template_name="lab", embed_images=True)
+
+    exporter = course_exporter(HTMLExporter, _PAGE_TEMPLATE, {"course_mathjax_url": mathjax_url}, embed_images=True)
     body, _ = exporter.from_notebook_node(notebook)
     return body
 
@@ -174,6 +225,8 @@ def run_workshop(
     # The warning is upstream and harmless, so the lesson pages leave it out.
     os.environ["PYTHONWARNINGS"] = "ignore:`torch.jit.script` is deprecated:FutureWarning"
 
+    if not copy_mathjax(output):
+        print("MathJax not found in node_modules (make npm-packages installs it): the pages show formulas as TeX source.")
     runs = []
     for number, lesson in enumerate(lessons, 1):
         print(f"[{number}/{len(lessons)}] {lesson} ...", flush=True)

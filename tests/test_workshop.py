@@ -1,12 +1,17 @@
 """The workshop runner executes real notebooks in real kernels and writes pages and a summary."""
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import nbformat
 import pytest
 
-from helpers.workshop import main, run_workshop
+from chromium import Chromium, find_chromium
+from helpers.workshop import copy_mathjax, main, notebook_to_html, run_workshop
+
+NODE_MODULES = Path(__file__).resolve().parents[1] / "node_modules"
 
 
 def write_notebook(path, *sources):
@@ -71,3 +76,36 @@ def test_command_line_mistyped_data(tmp_path, capsys):
     assert error.startswith("error: DATA folder not found:")
     assert "paintngs" in error
     assert "Traceback" not in error
+
+
+def formula_notebook():
+    "Return a small executed notebook with a display formula, inline maths and a plot-free output."
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_markdown_cell("# Formulas\n\nThe update rule:\n\n$$w \\leftarrow w - \\eta \\, \\nabla L$$\n\nwith $\\eta > 0$."),
+                      nbformat.v4.new_code_cell("1 + 1", outputs=[nbformat.v4.new_output("execute_result", {"text/plain": "2"}, execution_count=1)])]
+    return notebook
+
+
+def test_page_loads_nothing_remote():
+    "A lesson page has no script, style or module from another host, with or without MathJax."
+    for mathjax in (None, "mathjax/tex-chtml-full.js"):
+        page = notebook_to_html(formula_notebook(), mathjax)
+        remote = re.findall(r"""(?:src=|import\s*\(?|@import\s+url\()["']?(https?://[^"')\s]+)""", page)
+        assert remote == [], f"mathjax={mathjax}: {remote}"
+        assert ("tex-chtml-full.js" in page) == (mathjax is not None)
+
+
+@pytest.mark.skipif(find_chromium() is None, reason="Chromium not found; install Debian's chromium package (make test does)")
+def test_page_formulas_render_offline(tmp_path):
+    "With MathJax copied from node_modules, Chromium typesets the formulas without any request off the disk."
+    if not copy_mathjax(tmp_path, NODE_MODULES):
+        pytest.skip(f"mathjax not installed in {NODE_MODULES}; run `npm ci` (make test does)")
+    page_file = tmp_path / "formulas.html"
+    page_file.write_text(notebook_to_html(formula_notebook(), "mathjax/tex-chtml-full.js"), encoding="utf-8")
+    with Chromium() as browser, browser.open(page_file.as_uri()) as page:
+        page.wait_for("document.querySelectorAll('mjx-container').length >= 2", timeout=30)
+        page.pump(1)
+        assert page.failed == []
+        assert page.exceptions == []
+        remote = [url for url in page.requests.values() if not url.startswith(("file:", "data:"))]
+        assert remote == []
