@@ -117,9 +117,9 @@ def _session() -> requests.Session:
         session = _Session()
         session.headers["User-Agent"] = USER_AGENT
         session.max_redirects = 5
-        # With trust_env on, requests reads every environment variable on every request, to look for proxies;
-        # with many threads that cost more CPU than decoding the images. The environment is read here once
-        # instead: the proxies (applied per URL in `_proxies_for`) and the CA bundle. Only ~/.netrc is not used.
+        # With trust_env on, requests reads every environment variable on every request to look for proxies.
+        # With many threads that cost more CPU than decoding the images, so this session reads the proxies
+        # (applied per URL in `_proxies_for`) and the CA bundle once. Only ~/.netrc is no longer read.
         session.trust_env = False
         session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
         _thread_state.session = session
@@ -143,7 +143,7 @@ def _proxies_for(url: str) -> dict:
     return requests.utils.get_environ_proxies(url)
 
 # %% ../nbs/api/download.ipynb #db7dbcf6
-def _read_body(chunks, limits: _Limits, deadline: float) -> bytes:
+def _read_body(chunks, limits: _Limits, deadline: float) -> bytearray:
     "Join byte chunks within the size cap and the deadline."
     body = bytearray()
     for chunk in chunks:
@@ -152,9 +152,9 @@ def _read_body(chunks, limits: _Limits, deadline: float) -> bytes:
             raise FetchError(f"too large: over the cap of {limits.max_bytes} bytes")
         if time.monotonic() > deadline:
             raise FetchError(f"timed out after {limits.timeout:g} s", transient=True)
-    return bytes(body)
+    return body
 
-def _fetch_file_url(url: str, limits: _Limits) -> bytes:
+def _fetch_file_url(url: str, limits: _Limits) -> bytearray:
     "Copy the local file named by a file URL, with the same size cap as a download."
     parts = urllib.parse.urlsplit(url)
     if parts.netloc not in ("", "localhost"):
@@ -180,7 +180,7 @@ def _is_timeout(error: Exception) -> bool:
     return isinstance(error, (requests.Timeout, urllib3.exceptions.TimeoutError)) or "timed out" in str(error).lower()
 
 # %% ../nbs/api/download.ipynb #682c44ed
-def _fetch_http(url: str, limits: _Limits) -> bytes:
+def _fetch_http(url: str, limits: _Limits) -> bytearray:
     "Download an http or https URL into memory, retrying 429, 5xx and dropped connections."
     for attempt in range(limits.retries + 1):
         if limits.stop.is_set():
@@ -375,7 +375,7 @@ def _cached_copy(url: str, cache: _Cache) -> bytes | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as error:  # a damaged entry is a miss; the download rewrites it
-        logger.warning("Ignored damaged cache index %s for %s: %s", index, url, error)
+        logger.warning("Ignored damaged cache entry %s for %s: %s", index, url, error)
         return None
     if hashlib.sha256(body).hexdigest() != sha256:
         logger.warning("Removed corrupt cache entry %s for %s; the image is downloaded again", cache.images / sha256, url)
@@ -509,9 +509,11 @@ def _run_downloads(pending: list[_Item], dest: Path, limits: _Limits, cache: _Ca
     check_pool = ThreadPoolExecutor(max_workers=checkers, thread_name_prefix="download-check")
     fetch_pool = ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="download-fetch")
 
-    def check(row, body, store):
+    def settle(row, body=None, store=False):
+        "Check and place a fetched body, if any, then record the URL's row and hand it to the caller's thread."
         try:
-            row = _place_one(row, body, store, dest, cache, known, lock)
+            if body is not None:
+                row = _place_one(row, body, store, dest, cache, known, lock)
             writer.write(row)
             results.put(row)
         except BaseException as error:  # handed to the caller's thread, which raises it
@@ -528,18 +530,12 @@ def _run_downloads(pending: list[_Item], dest: Path, limits: _Limits, cache: _Ca
             results.put(error)
             return
         if body is None:
-            slots.release()
-            try:
-                writer.write(row)
-            except BaseException as error:
-                results.put(error)
-                return
-            results.put(row)
+            settle(row)
             return
         try:
-            check_pool.submit(check, row, body, store)
+            check_pool.submit(settle, row, body, store)
         except RuntimeError:  # the pool takes no more work: the interpreter is exiting, or the caller stopped
-            check(row, body, store)
+            settle(row, body, store)
 
     try:
         for item in pending:
@@ -588,9 +584,9 @@ def download_images(
     urls=None,  # URL strings, search results, or a text file with one URL a line
     url_file: str | os.PathLike | None = None,  # text file with one URL a line, as in fastai
     max_pics: int = 1000,  # at most this many URLs, as in fastai
-    n_workers: int = 32,  # parallel downloads; a host that answers 429 is waited for, and fewer suit a slow link
+    n_workers: int = 32,  # parallel downloads. A 429 response is waited for as it requests, and a slow link needs fewer
     timeout: float = 10,  # seconds for each request, from connecting to the last byte (a server that goes silent is noticed after at most twice this)
-    max_bytes: int = 20_000_000,  # size cap of one file, in bytes; each thread holds at most this much in memory
+    max_bytes: int = 20_000_000,  # size cap of one file, in bytes, and so of the memory one download takes
     retries: int = 3,  # extra tries after a 429, a 5xx response or a dropped connection
     max_retry_after: float = 30,  # longest Retry-After, in seconds, that is waited for; a longer one fails the URL
     backoff: float = 0.5,  # seconds before the first retry when the server sends no Retry-After

@@ -592,7 +592,8 @@ class _InstallingLoader:
     def exec_module(self, module):
         # If fastai fails to import, the exception propagates and the hook stays for a later try.
         self.loader.exec_module(module)
-        # A module made by importlib.util.module_from_spec is not the one that imports get; wait for that one.
+        # A module made by importlib.util.module_from_spec is not the one an import statement returns, so the
+        # install waits for the module in sys.modules.
         if sys.modules.get(_FASTAI_UTILS) is module:
             _install_in_fastai(module)
             self.hook.remove()

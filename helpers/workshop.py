@@ -106,7 +106,7 @@ def execute_lesson(
     if results_file.exists():
         run.results = json.loads(results_file.read_text())
     nbformat.write(notebook, output / f"{lesson}.ipynb")
-    mathjax = "mathjax/tex-chtml-full.js" if (output / "mathjax" / MATHJAX_FILES[0]).is_file() else None
+    mathjax = f"mathjax/{MATHJAX_FILES[0]}" if (output / "mathjax" / MATHJAX_FILES[0]).is_file() else None
     (output / f"{lesson}.html").write_text(notebook_to_html(notebook, mathjax), encoding="utf-8")
     return run
 
@@ -150,10 +150,10 @@ def course_exporter(base, template: str, resources: dict, **options):
     import jinja2
 
     class CourseExporter(base):
-        def _init_resources(self, given):
-            given = super()._init_resources(given)
-            given.update(resources)
-            return given
+        def _init_resources(self, exporter_resources):
+            exporter_resources = super()._init_resources(exporter_resources)
+            exporter_resources.update(resources)
+            return exporter_resources
 
     return CourseExporter(extra_loaders=[jinja2.DictLoader({"course.html.j2": template})],
                           template_file="course.html.j2", **options)
@@ -249,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         runs = run_workshop(arguments.data, arguments.output, tuple(arguments.lessons), timeout=arguments.timeout)
-    except FileNotFoundError as error:  # a mistyped DATA or a missing notebook: the message says what to do
+    except FileNotFoundError as error:  # a mistyped DATA or a missing notebook, and the message explains the fix
         print(f"error: {error}", file=sys.stderr)
         return 2
     print()
